@@ -1,0 +1,19 @@
+"""ComfyUI nodes of the Sampler Scheduler pack (import only relatively: ComfyUI owns `nodes`)."""
+
+from __future__ import annotations
+
+from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import toy_model
+
+
+def node_list() -> list[type[io.ComfyNode]]:
+    return [*toy_model.NODES]
+
+
+class SamplerSchedulerExtension(ComfyExtension):
+    @override
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return node_list()

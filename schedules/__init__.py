@@ -1,0 +1,1 @@
+"""Sigma schedules: Align Your Steps tables and the KLUB optimiser (no ComfyUI imports)."""
