@@ -39,3 +39,16 @@ def comfy_version(comfy_root) -> str:
 def pack(comfy_root):
     """This repository imported as ComfyUI imports a custom node package."""
     return comfy_env.load_pack()
+
+
+@pytest.fixture(scope="session")
+def comfy_server():
+    """A running ComfyUI 0.3.75 server (or COMFYUI_PATH) with this pack installed; stopped at the end."""
+    from comfy_server import ComfyServer
+
+    server = ComfyServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
