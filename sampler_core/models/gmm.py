@@ -58,7 +58,8 @@ class GaussianMixture:
         return cls(means, stds, weights / weights.sum())
 
     def to(self, device=None, dtype=None) -> GaussianMixture:
-        return GaussianMixture(self.means.to(device, dtype), self.stds.to(device, dtype), self.weights.to(device, dtype))
+        m, s, w = (t.to(device, dtype) for t in (self.means, self.stds, self.weights))
+        return GaussianMixture(m, s, w)
 
     def mean(self) -> torch.Tensor:
         """Mixture mean sum_k pi_k mu_k (the denoiser's limit as the noise grows)."""
@@ -86,8 +87,8 @@ class GaussianMixture:
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """VE / k-diffusion form: x = x0 + sigma eps."""
-        sigma = torch.as_tensor(sigma, device=x.device)
-        return self.denoise_ab(x, torch.ones_like(sigma, dtype=torch.float64), sigma)
+        sigma = torch.as_tensor(sigma, device=x.device, dtype=torch.float64)
+        return self.denoise_ab(x, torch.ones_like(sigma), sigma)
 
     def denoise_flow(self, x: torch.Tensor, s: torch.Tensor | float) -> torch.Tensor:
         """Rectified-flow form (ComfyUI CONST): x = (1 - s) x0 + s eps, s in [0, 1]."""
