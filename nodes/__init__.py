@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from comfy_api.latest import ComfyExtension, io
-
-from . import toy_model
+from . import ays_sigmas, ksampler, solver_mix, toy_model
 
 
 def node_list() -> list[type[io.ComfyNode]]:
-    return [*toy_model.NODES]
+    return [*ksampler.NODES, *solver_mix.NODES, *ays_sigmas.NODES, *toy_model.NODES]
 
 
 class SamplerSchedulerExtension(ComfyExtension):

@@ -10,14 +10,13 @@ FLOW (CONST): v = (x - D) / sigma with x = x_in.
 
 from __future__ import annotations
 
-import torch
-from comfy_api.latest import io
-
 import comfy.latent_formats
 import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
 import comfy.supported_models_base
+import torch
+from comfy_api.latest import io
 
 from ..sampler_core.models import gmm as gmm_lib
 
@@ -71,6 +70,8 @@ class ToyNet(torch.nn.Module):
 
     def forward(self, xc, t, context=None, control=None, transformer_options={}, **kwargs):
         sigma = transformer_options["sigmas"].to(xc.device, torch.float32).reshape(-1)
+        if sigma.numel() != xc.shape[0]:  # cond and uncond batched together: sigmas of one chunk
+            sigma = sigma.repeat(xc.shape[0] // sigma.numel())
         s = sigma.reshape(-1, *([1] * (xc.ndim - 1)))
         xc = xc.float()
         if self.flow:

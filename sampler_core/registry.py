@@ -9,7 +9,12 @@ parser, the sampling loop, the NFE counter and the nodes all read this registry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:  # the step protocol's types (no runtime import: the registry stays torch-free)
+    from torch import Tensor
+
+    from .methods._base import Schedule, StepContext
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,16 @@ S_NOISE = OptionSpec("s_noise", float, 1.0, "scale of the injected noise", min=0
 
 
 class StepMethod:
-    """Base class of a registered step method (see ``sampler_core.loop`` for ``step``)."""
+    """Base class of a registered step method.
+
+    The step protocol (driven by :func:`sampler_core.loop.sample_plan`): for step ``i`` the loop
+    evaluates ``denoised = D(x, sigma_i)`` (one model call, always), applies a pending corrector
+    left by the previous step, reports the callback, then calls ``step(ctx, i, x, denoised, opts)``
+    which returns x at ``sigma_{i+1}``. A step may make further model calls through
+    ``ctx.denoise``, draw noise through ``ctx.noise``, read earlier evaluations in ``ctx.history``
+    and leave a corrector in ``ctx.pending``. ``calls`` must predict the model calls of ``step``
+    exactly (it is what :func:`sampler_core.loop.plan_nfe` adds up).
+    """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -44,6 +58,9 @@ class StepMethod:
     history: ClassVar[int] = 0  # previous evaluations it can use (multistep methods)
     stochastic: ClassVar[bool] = False  # takes eta / s_noise
     options: ClassVar[tuple[OptionSpec, ...]] = ()
+    noise_kind: ClassVar[str] = "gaussian"  # noise it draws when stochastic: "gaussian" or "brownian"
+    # ComfyUI's offset_first_sigma_for_snr: on flow models a first step from sigma >= 1 starts just below 1.
+    snr_first_offset: ClassVar[bool] = False
 
     @classmethod
     def option_map(cls) -> dict[str, OptionSpec]:
@@ -52,6 +69,20 @@ class StepMethod:
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         return {o.name: o.default for o in cls.options}
+
+    @classmethod
+    def check(cls, opts: dict[str, Any]) -> None:
+        """Reject option combinations the method cannot run (raise ``ValueError``)."""
+
+    @classmethod
+    def calls(cls, sched: Schedule, i: int, opts: dict[str, Any]) -> int:
+        """Model calls step ``i`` makes (default: ``model_calls``, one on the last step to sigma 0)."""
+        return 1 if cls.model_calls == 1 or sched.sig[i + 1] == 0 else cls.model_calls
+
+    @classmethod
+    def step(cls, ctx: StepContext, i: int, x: Tensor, denoised: Tensor, opts: dict[str, Any]) -> Tensor:
+        """Advance ``x`` from ``sigma_i`` to ``sigma_{i+1}`` given ``denoised = D(x, sigma_i)``."""
+        raise NotImplementedError
 
 
 METHODS: dict[str, type[StepMethod]] = {}

@@ -54,15 +54,21 @@ def load(root: Path) -> None:
 def unload(root: Path) -> None:
     """Forget every module imported from ``root`` (and our pack, which imported them)."""
     prefix = str(root)
-    for name, mod in list(sys.modules.items()):
+    doomed = []
+    for name, mod in list(sys.modules.items()):  # decide first: namespace paths need their parents loaded
         f = getattr(mod, "__file__", None)
         f = f if isinstance(f, str) else ""
         paths = getattr(mod, "__path__", None)
-        paths = [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
+        try:  # lists and namespace packages' _NamespacePath (comfy.k_diffusion has no __init__.py)
+            paths = [p for p in paths if isinstance(p, str)] if paths is not None else []
+        except (TypeError, KeyError):
+            paths = []
         if name == PACK_MODULE or name.startswith(PACK_MODULE + ".") or f.startswith(prefix) or any(
             str(p).startswith(prefix) for p in paths
         ):
-            del sys.modules[name]
+            doomed.append(name)
+    for name in doomed:
+        del sys.modules[name]
     while str(root) in sys.path:
         sys.path.remove(str(root))
 
@@ -77,4 +83,5 @@ def load_pack():
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACK_MODULE] = module
     spec.loader.exec_module(module)
+    importlib.import_module(PACK_MODULE + ".nodes")  # what comfy_entrypoint imports
     return module

@@ -1,0 +1,58 @@
+"""Adapter between ComfyUI's sampler machinery and the pack's solver core.
+
+``plan_sampler(plan)`` returns a real ``comfy.samplers.KSAMPLER`` whose function runs
+``sampler_core.loop.sample_plan`` with the model kind read from the model (flow models are
+ComfyUI's CONST sampling) and with the running ComfyUI's own noise helpers, so that a
+one-method plan draws exactly the noise ComfyUI's sampler of that name draws, on every version.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import comfy.k_diffusion.sampling as kds
+import comfy.model_management
+import comfy.model_sampling
+import comfy.samplers
+
+from ..sampler_core.loop import sample_plan
+from ..sampler_core.plan import Plan
+
+log = logging.getLogger("sampler_scheduler")
+
+
+def model_settings(model) -> dict:
+    """Model kind and ComfyUI's version-independent quirks for ``sample_plan``.
+
+    'flow' for ComfyUI CONST (rectified-flow) models, else 'eps' (EPS, V, EDM: VE k-diffusion space).
+    On flow models ComfyUI's SDE samplers start a first step from sigma >= 1 at
+    ``model_sampling.percent_to_sigma(1e-4)`` instead (offset_first_sigma_for_snr); we pass that sigma.
+    """
+    ms = model.inner_model.model_patcher.get_model_object("model_sampling")
+    if isinstance(ms, comfy.model_sampling.CONST):
+        return {"model_kind": "flow", "flow_first_sigma": float(ms.percent_to_sigma(1e-4))}
+    return {"model_kind": "eps"}
+
+
+def comfy_noise_sampler(kind: str, x, sigmas, seed):
+    """ComfyUI's own noise samplers: its Brownian tree, or its default (seeded Gaussian) sampler."""
+    if kind == "brownian":
+        positive = sigmas[sigmas > 0]
+        return kds.BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seed=seed, cpu=True)
+    return kds.default_noise_sampler(x, seed=seed)
+
+
+def plan_sampler(plan: Plan) -> comfy.samplers.KSAMPLER:
+    """A SAMPLER (for SamplerCustom / SamplerCustomAdvanced / our KSampler) that runs ``plan``."""
+
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        def step_done(info: dict) -> None:
+            # Cancel within one step on every ComfyUI version (0.9.2 throttles its progress hook).
+            comfy.model_management.throw_exception_if_processing_interrupted()
+            if callback is not None:
+                callback(info)
+
+        return sample_plan(model, x, sigmas, extra_args=extra_args, callback=step_done, disable=disable,
+                           plan=plan, noise_sampler_factory=comfy_noise_sampler, **model_settings(model))
+
+    return comfy.samplers.KSAMPLER(sample)

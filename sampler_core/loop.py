@@ -1,0 +1,154 @@
+"""One sampling loop for a per-step plan of solver methods (ComfyUI ``KSAMPLER`` signature, no ComfyUI imports).
+
+Every step i (sigma_i -> sigma_{i+1}) evaluates D(x, sigma_i) once, applies a pending corrector
+left by the previous step (UniC: it reuses this evaluation), reports the callback with the global
+step index, then runs the step method the plan assigns to step i. All methods share one history
+of evaluations (multistep methods keep their order across segment boundaries) and one noise
+source per kind, seeded once from ``extra_args["seed"]`` (no re-seeding at a boundary).
+Scalar coefficients are computed on the host from one ``sigmas.tolist()``; the loop itself
+never synchronises with the device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from . import methods as _methods  # noqa: F401  (registers the built-in methods)
+from .methods._base import Compat, Entry, Schedule, StepContext
+from .noise import NoiseFactory, default_noise_factory
+from .registry import METHODS, StepMethod
+from .snr import check_kind
+
+Steps = list[tuple[str, dict[str, Any]]]
+
+
+def normalize_steps(steps: Sequence[tuple[str, dict[str, Any] | None]]) -> Steps:
+    """Fill in defaults and check names and option keys of an already resolved per-step list."""
+    out: Steps = []
+    cache: dict[tuple, tuple[str, dict[str, Any]]] = {}
+    for i, item in enumerate(steps):
+        name, opts = item[0], (item[1] if len(item) > 1 and item[1] is not None else {})
+        key = (name, tuple(sorted(opts.items())))
+        hit = cache.get(key)
+        if hit is None:
+            cls = METHODS.get(name)
+            if cls is None:
+                raise ValueError(f"step {i}: unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+            unknown = sorted(set(opts) - set(cls.option_map()))
+            if unknown:
+                valid = ", ".join(sorted(cls.option_map())) or "(none)"
+                raise ValueError(f"step {i}: {name} has no option {', '.join(unknown)}; valid: {valid}")
+            full = {**cls.defaults(), **opts}
+            cls.check(full)
+            hit = cache[key] = (name, full)
+        out.append(hit)
+    return out
+
+
+def resolve_steps(plan: Any, n_steps: int) -> Steps:
+    """Plan text, a ``Plan`` object or a per-step list -> ``n_steps`` (method, full options) pairs."""
+    if isinstance(plan, (list, tuple)):
+        if len(plan) != n_steps:
+            raise ValueError(f"a per-step plan list needs one entry per step: got {len(plan)} for {n_steps} steps")
+        return normalize_steps(plan)
+    if isinstance(plan, str) and plan.strip() in METHODS:
+        return normalize_steps([(plan.strip(), {})] * n_steps)
+    from .plan import resolve_plan  # the text / JSON plan format
+
+    return normalize_steps(resolve_plan(plan, n_steps))
+
+
+def _schedule(sig: list[float], steps: Steps, model_kind: str, compat: Compat) -> Schedule:
+    """The sigma values the steps use: ComfyUI's first-sigma offset on flow models when the first method wants it."""
+    sig = list(sig)
+    if (model_kind == "flow" and len(sig) > 1 and sig[0] >= 1.0 and steps
+            and METHODS[steps[0][0]].snr_first_offset):
+        sig[0] = compat.flow_first_sigma if compat.flow_first_sigma is not None else 1.0 - 1e-4
+    return Schedule(sig, model_kind, compat)
+
+
+def _sigma_list(sigmas: Any) -> list[float]:
+    if isinstance(sigmas, torch.Tensor):
+        return [float(v) for v in sigmas.detach().flatten().tolist()]
+    return [float(v) for v in sigmas]
+
+
+def plan_nfe(steps: Any, sigmas: Any, *, model_kind: str = "eps", **compat: Any) -> int:
+    """Exact number of model evaluations ``sample_plan`` makes for this plan and schedule (no model calls)."""
+    sig = _sigma_list(sigmas)
+    n = len(sig) - 1
+    if n <= 0:
+        return 0
+    resolved = resolve_steps(steps, n)
+    sched = _schedule(sig, resolved, check_kind(model_kind), Compat.from_kwargs(compat))
+    return sum(METHODS[name].calls(sched, i, opts) for i, (name, opts) in enumerate(resolved))
+
+
+@torch.no_grad()
+def sample_plan(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
+                callback: Callable | None = None, disable: bool | None = None, *, plan: Any = "euler",
+                model_kind: str = "eps", noise_sampler_factory: NoiseFactory | None = None,
+                stats: dict | None = None, **compat: Any) -> torch.Tensor:
+    """Sample with a per-step plan of methods (k-diffusion sampler signature, what ``KSAMPLER`` calls).
+
+    ``model(x, sigma * s_in, **extra_args)`` returns the denoised (x0) prediction. ``plan``: plan
+    text, a ``Plan`` or a list of ``len(sigmas) - 1`` (method, options) pairs. ``model_kind``:
+    "eps" (EPS / V / EDM, lambda = -log sigma) or "flow" (ComfyUI CONST, lambda = log((1-s)/s);
+    ancestral methods then take ComfyUI's RF form). ``noise_sampler_factory(kind, x, sigmas, seed)``
+    returns a ``noise(sigma, sigma_next)`` callable (called with Python floats) for kind
+    "gaussian" or "brownian"; default: :func:`sampler_core.noise.default_noise_factory`.
+    ``stats`` (a dict) receives nfe, steps and the per-step methods. ``disable`` (progress bar) is ignored.
+
+    ``**compat`` (ComfyUI version and model details, see :class:`sampler_core.methods.Compat`):
+    gaussian_cpu_seed_offset (int, default 1 as ComfyUI 0.9.2; 0 for 0.3.75), flow_first_sigma
+    (float, the model's ``percent_to_sigma(1e-4)``), unipc_final_sigma (0.001), noise_kind
+    ("auto" | "brownian" | "gaussian").
+    fp16 / bf16 latents are sampled in float32 and returned in their own dtype.
+    """
+    cfg = Compat.from_kwargs(compat)
+    check_kind(model_kind)
+    extra_args = {} if extra_args is None else extra_args
+    n = len(sigmas) - 1
+    if n <= 0:
+        if stats is not None:
+            stats.update(nfe=0, steps=0, methods=[])
+        return x
+    steps = resolve_steps(plan, n)
+    in_dtype = x.dtype
+    wd = torch.float32 if in_dtype in (torch.float16, torch.bfloat16) else in_dtype
+    x = x.to(wd)
+    sig_in = _sigma_list(sigmas)  # the one host sync of the run
+    sched = _schedule(sig_in, steps, model_kind, cfg)
+    run_sigmas = sigmas
+    if sched.sig[0] != sig_in[0]:
+        run_sigmas = sigmas.clone()
+        run_sigmas[0] = sched.sig[0]
+    factory = noise_sampler_factory or default_noise_factory(cfg.gaussian_cpu_seed_offset)
+    ctx = StepContext(sched, model, x, run_sigmas, extra_args, factory, sigmas)
+    classes: list[type[StepMethod]] = [METHODS[name] for name, _ in steps]
+    keep = max(cls.history for cls in classes)
+    hist = ctx.history
+    sig = sched.sig
+    for i in range(n):
+        cls = classes[i]
+        opts = steps[i][1]
+        denoised = ctx.denoise_at(x, i)
+        if ctx.pending is not None:
+            x = ctx.pending(denoised)
+            ctx.pending = None
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": run_sigmas[i], "sigma_hat": run_sigmas[i], "denoised": denoised})
+        ctx.down = None
+        x_next = cls.step(ctx, i, x, denoised, opts)
+        if keep:
+            hist.append(Entry(sig[i], denoised, x, sig[i + 1] if ctx.down is None else ctx.down))
+            if len(hist) > keep:
+                del hist[0]
+        x = x_next
+    ctx.pending = None
+    if stats is not None:
+        stats.update(nfe=ctx.nfe, steps=n, methods=[name for name, _ in steps])
+    return x.to(in_dtype)

@@ -1,0 +1,196 @@
+"""Two-evaluation single-step methods: Heun, DPM-Solver-2, their ancestral forms, DPM-Solver++(2S) and SDE.
+
+Sources: Karras et al. 2022 (arXiv 2206.00364, Alg. 2), Lu et al. DPM-Solver (2206.00927) and
+DPM-Solver++ (2211.01095), as implemented in k-diffusion / ComfyUI. On the last step to sigma 0
+each takes a single Euler / denoising step (no wasted evaluation), as ComfyUI does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .. import snr
+from ..registry import ETA, S_NOISE, OptionSpec, StepMethod, register
+from ._base import Schedule, StepContext, lincomb
+from .first_order import euler_to
+
+
+def _dpm2_to(ctx: StepContext, x: torch.Tensor, denoised: torch.Tensor, s: float, s_to: float) -> torch.Tensor:
+    """DPM-Solver-2 step in sigma: midpoint sigma_mid = sqrt(s s_to) (geometric), x + (s_to - s) d(x_mid)."""
+    s_mid = math.exp(0.5 * (math.log(s) + math.log(s_to)))
+    x2 = euler_to(x, denoised, s, s_mid)
+    d2 = ctx.denoise(x2, s_mid)
+    c = (s_to - s) / s_mid
+    return lincomb((1.0, x), (c, x2), (-c, d2))
+
+
+@register
+class Heun(StepMethod):
+    name = "heun"
+    description = "Heun's second-order method (Karras et al. 2022, Alg. 2 without churn)"
+    order = 2
+    model_calls = 2
+
+    @classmethod
+    def step(cls, ctx: StepContext, i: int, x: torch.Tensor, denoised: torch.Tensor, opts: dict[str, Any]):
+        s, s1 = ctx.sig[i], ctx.sig[i + 1]
+        if s1 == 0:
+            return euler_to(x, denoised, s, s1)
+        x2 = euler_to(x, denoised, s, s1)
+        d2 = ctx.denoise_at(x2, i + 1)
+        # x + (s1 - s) (d + d2) / 2 with d = (x - D)/s, d2 = (x2 - D2)/s1
+        a, b = 0.5 * (s1 - s) / s, 0.5 * (s1 - s) / s1
+        return lincomb((1.0 + a, x), (-a, denoised), (b, x2), (-b, d2))
+
+
+@register
+class DPM2(StepMethod):
+    name = "dpm_2"
+    description = "DPM-Solver-2 in sigma with a geometric midpoint (k-diffusion sample_dpm_2)"
+    order = 2
+    model_calls = 2
+
+    @classmethod
+    def step(cls, ctx: StepContext, i: int, x: torch.Tensor, denoised: torch.Tensor, opts: dict[str, Any]):
+        s, s1 = ctx.sig[i], ctx.sig[i + 1]
+        if s1 == 0:
+            return euler_to(x, denoised, s, s1)
+        return _dpm2_to(ctx, x, denoised, s, s1)
+
+
+@register
+class DPM2Ancestral(StepMethod):
+    name = "dpm_2_ancestral"
+    description = "DPM-Solver-2 to sigma_down, then fresh noise (flow models: ComfyUI's RF form)"
+    order = 2
+    model_calls = 2
+    stochastic = True
+    options = (ETA, S_NOISE)
+    noise_kind = "gaussian"
+
+    @staticmethod
+    def _down(sched: Schedule, i: int, eta: float) -> tuple[float, float, float]:
+        s, s1 = sched.sig[i], sched.sig[i + 1]
+        if sched.kind == "flow":
+            return snr.ancestral_step_flow(s, s1, eta)
+        down, up = snr.ancestral_step(s, s1, eta)
+        return down, up, 1.0
+
+    @classmethod
+    def calls(cls, sched: Schedule, i: int, opts: dict[str, Any]) -> int:
+        return 1 if cls._down(sched, i, opts["eta"])[0] == 0 else 2
+
+    @classmethod
+    def step(cls, ctx: StepContext, i: int, x: torch.Tensor, denoised: torch.Tensor, opts: dict[str, Any]):
+        s, s1 = ctx.sig[i], ctx.sig[i + 1]
+        down, up, scale = cls._down(ctx, i, opts["eta"])
+        ctx.down = down
+        if down == 0:
+            return euler_to(x, denoised, s, 0.0)
+        x = _dpm2_to(ctx, x, denoised, s, down)
+        if up > 0:
+            z = ctx.noise(cls.noise_kind, s, s1)
+            if scale != 1.0:
+                x.mul_(scale)
+            x.add_(z, alpha=opts["s_noise"] * up)
+        return x
+
+
+@register
+class DPMpp2SAncestral(StepMethod):
+    name = "dpmpp_2s_ancestral"
+    description = "DPM-Solver++(2S) to sigma_down, then fresh noise (flow models: ComfyUI's RF form)"
+    order = 2
+    model_calls = 2
+    stochastic = True
+    options = (ETA, S_NOISE)
+    noise_kind = "gaussian"
+
+    @classmethod
+    def calls(cls, sched: Schedule, i: int, opts: dict[str, Any]) -> int:
+        s, s1 = sched.sig[i], sched.sig[i + 1]
+        if sched.kind == "flow":
+            return 1 if s1 == 0 else 2
+        return 1 if snr.ancestral_step(s, s1, opts["eta"])[0] == 0 else 2
+
+    @classmethod
+    def step(cls, ctx: StepContext, i: int, x: torch.Tensor, denoised: torch.Tensor, opts: dict[str, Any]):
+        s, s1 = ctx.sig[i], ctx.sig[i + 1]
+        eta, s_noise = opts["eta"], opts["s_noise"]
+        if ctx.kind == "flow":
+            down, renoise, scale = snr.ancestral_step_flow(s, s1, eta)
+            ctx.down = down
+            if s1 == 0:
+                return euler_to(x, denoised, s, down)
+            if s == 1.0:
+                s_mid = 0.9999  # ComfyUI's special case: lambda(1) = -inf
+            else:
+                lam_flow = lambda v: math.log((1.0 - v) / v) if v > 0 else math.inf  # noqa: E731
+                t_i, t_down = lam_flow(s), lam_flow(down)
+                s_mid = snr.sigma_of_lam(t_i + 0.5 * (t_down - t_i), "flow")
+            u = euler_to(x, denoised, s, s_mid)
+            d2 = ctx.denoise(u, s_mid)
+            x = euler_to(x, d2, s, down)
+            if eta > 0:
+                z = ctx.noise(cls.noise_kind, s, s1)
+                x.mul_(scale).add_(z, alpha=s_noise * renoise)
+            return x
+        down, up = snr.ancestral_step(s, s1, eta)
+        ctx.down = down
+        if down == 0:
+            x = euler_to(x, denoised, s, 0.0)
+        else:
+            # DPM-Solver++(2S) in t = -log sigma, midpoint r = 1/2
+            h = math.log(s) - math.log(down)
+            s_mid = math.exp(-(-math.log(s) + 0.5 * h))
+            x2 = torch.lerp(x, denoised, -math.expm1(-0.5 * h))
+            d2 = ctx.denoise(x2, s_mid)
+            x = torch.lerp(x, d2, -math.expm1(-h))
+        if s1 > 0 and up > 0:
+            x.add_(ctx.noise(cls.noise_kind, s, s1), alpha=s_noise * up)
+        return x
+
+
+@register
+class DPMppSDE(StepMethod):
+    name = "dpmpp_sde"
+    description = "DPM-Solver++ (stochastic, single-step second order) in the model's half-log-SNR"
+    order = 2
+    model_calls = 2
+    stochastic = True
+    options = (ETA, S_NOISE, OptionSpec("r", float, 0.5, "relative position of the intermediate point", min=0.01,
+                                        max=1.0))
+    noise_kind = "brownian"
+    snr_first_offset = True
+
+    @classmethod
+    def step(cls, ctx: StepContext, i: int, x: torch.Tensor, denoised: torch.Tensor, opts: dict[str, Any]):
+        s, s1 = ctx.sig[i], ctx.sig[i + 1]
+        if s1 == 0:
+            return denoised
+        eta, s_noise, r = opts["eta"], opts["s_noise"], opts["r"]
+        noisy = eta > 0 and s_noise > 0
+        lam_s, lam_t = ctx.lam(s), ctx.lam(s1)
+        h = lam_t - lam_s
+        lam_s1 = lam_s + r * h
+        fac = 1.0 / (2.0 * r)
+        s_s1 = ctx.sigma_of_lam(lam_s1)
+        a_s, a_s1, a_t = ctx.alpha(s), ctx.alpha(s_s1), ctx.alpha(s1)
+        # step 1: to lambda_s1 (ancestral split in e^-lambda)
+        sd, su = snr.ancestral_step(math.exp(-lam_s), math.exp(-lam_s1), eta)
+        h_ = -math.log(sd) - lam_s
+        x2 = lincomb(((a_s1 / a_s) * math.exp(-h_), x), (-a_s1 * math.expm1(-h_), denoised))
+        if noisy:
+            x2.add_(ctx.noise(cls.noise_kind, s, s_s1), alpha=a_s1 * s_noise * su)
+        d2 = ctx.denoise(x2, s_s1)
+        # step 2: to lambda_t with D_d = (1 - fac) D + fac D2
+        sd, su = snr.ancestral_step(math.exp(-lam_s), math.exp(-lam_t), eta)
+        h_ = -math.log(sd) - lam_s
+        b = -a_t * math.expm1(-h_)
+        x = lincomb(((a_t / a_s) * math.exp(-h_), x), (b * (1.0 - fac), denoised), (b * fac, d2))
+        if noisy:
+            x.add_(ctx.noise(cls.noise_kind, s, s1), alpha=a_t * s_noise * su)
+        return x

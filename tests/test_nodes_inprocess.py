@@ -1,0 +1,211 @@
+"""Our nodes against ComfyUI's own nodes, in-process on real ComfyUI 0.3.75 and 0.9.2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import comfy_helpers
+
+ONE_METHOD = ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral",
+              "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "deis", "ipndm", "uni_pc", "uni_pc_bh2",
+              "res_multistep", "ddim"]
+
+
+@pytest.fixture(scope="session")
+def nodes_mod(pack):
+    return pack.nodes
+
+
+@pytest.fixture(scope="session")
+def toy(comfy_root):
+    return {k: comfy_helpers.make_toy_model(k) for k in ("gmm-eps", "gmm-flow")}
+
+
+def latent(seed: int = 3, batch: int = 2, size: int = 8) -> dict:
+    return {"samples": torch.zeros(batch, 4, size, size)}
+
+
+def comfy_ksampler(model, seed, steps, cfg, sampler, scheduler, lat, denoise):
+    import nodes as comfy_nodes  # ComfyUI's nodes.py (our package is only imported relatively)
+
+    cond = comfy_helpers.empty_conditioning()
+    return comfy_nodes.common_ksampler(model, seed, steps, cfg, sampler, scheduler, cond, cond, lat,
+                                       denoise=denoise)[0]["samples"]
+
+
+def our_ksampler(nodes_mod, model, seed, steps, cfg, plan, scheduler, lat, denoise, sigmas=None):
+    cond = comfy_helpers.empty_conditioning()
+    out = nodes_mod.ksampler.SamplerSchedulerKSampler.execute(model, seed, steps, cfg, plan, scheduler, cond, cond,
+                                                              lat, denoise, sigmas=sigmas)
+    return out.result[0]["samples"]
+
+
+@pytest.mark.parametrize("kind", ["gmm-eps", "gmm-flow"])
+@pytest.mark.parametrize("method", ONE_METHOD)
+def test_ksampler_with_one_method_plan_equals_comfy_ksampler(nodes_mod, toy, kind, method):
+    model = toy[kind]
+    for scheduler, denoise, cfg in (("karras" if kind == "gmm-eps" else "simple", 1.0, 1.0), ("normal", 0.6, 2.5)):
+        ref = comfy_ksampler(model, 11, 7, cfg, method, scheduler, latent(), denoise)
+        ours = our_ksampler(nodes_mod, model, 11, 7, cfg, method, scheduler, latent(), denoise)
+        assert torch.isfinite(ours).all()
+        diff = (ours - ref).abs().max().item()
+        assert diff <= 1e-4, f"{method} {kind} {scheduler} denoise={denoise}: max abs diff {diff}"
+
+
+@pytest.mark.parametrize("kind", ["gmm-eps", "gmm-flow"])
+@pytest.mark.parametrize("method", ["euler", "dpmpp_2m", "dpmpp_2m_sde", "uni_pc", "euler_ancestral"])
+def test_solver_mix_in_sampler_custom_advanced_equals_ksampler_select(nodes_mod, toy, kind, method):
+    from comfy_extras import nodes_custom_sampler as ncs
+
+    model = toy[kind]
+    sigmas = comfy_helpers.model_sigmas(model, "karras" if kind == "gmm-eps" else "simple", 8)
+    noise = ncs.RandomNoise.execute(5).result[0]
+    guider = ncs.BasicGuider.execute(model, comfy_helpers.empty_conditioning()).result[0]
+
+    def run(sampler):
+        return ncs.SamplerCustomAdvanced.execute(noise, guider, sampler, sigmas, latent()).result[0]["samples"]
+
+    ref = run(ncs.KSamplerSelect.execute(method).result[0])
+    ours = run(nodes_mod.solver_mix.SamplerSchedulerSolverMix.execute(method).result[0])
+    assert (ours - ref).abs().max().item() <= 1e-4
+
+
+def test_ksampler_inpainting_mask_matches_comfy_ksampler(nodes_mod, toy):
+    model = toy["gmm-eps"]
+    base = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 1.0
+    lat = {"samples": base, "noise_mask": mask}
+    ref = comfy_ksampler(model, 4, 8, 1.0, "dpmpp_2m", "karras", dict(lat), 1.0)
+    ours = our_ksampler(nodes_mod, model, 4, 8, 1.0, "dpmpp_2m", "karras", dict(lat), 1.0)
+    assert (ours - ref).abs().max().item() <= 1e-4
+    # outside the mask the original latent is kept
+    assert (ours[..., 0, :] - base[..., 0, :]).abs().max().item() < 1e-4
+
+
+def test_ksampler_sigmas_input_overrides_steps_scheduler_and_denoise(nodes_mod, toy):
+    model = toy["gmm-eps"]
+    sig = comfy_helpers.model_sigmas(model, "exponential", 6)
+    a = our_ksampler(nodes_mod, model, 2, 20, 1.0, "dpmpp_2m", "karras", latent(), 0.3, sigmas=sig)
+    b = our_ksampler(nodes_mod, model, 2, 6, 1.0, "dpmpp_2m", "exponential", latent(), 1.0)
+    assert torch.equal(a, b)
+
+
+def test_callback_step_index_covers_every_step_once_across_segments(nodes_mod, toy):
+    """ComfyUI's progress bar and previews are driven by this callback: global i, once per step."""
+    seen = []
+    model = toy["gmm-eps"]
+    plan = nodes_mod.schedule_logic.parse_user_plan("3 euler_ancestral eta=1\n30% heun\n* dpmpp_2m")
+    sigmas = comfy_helpers.model_sigmas(model, "karras", 10)
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    comfy_helpers.run_comfy_sampler(model, nodes_mod.comfy_sampler.plan_sampler(plan), sigmas, noise,
+                                    callback=lambda i, x0, x, total: seen.append((i, total)))
+    assert [i for i, _ in seen] == list(range(10))
+    assert {t for _, t in seen} == {10}
+
+
+def test_progress_bar_reaches_the_total_through_comfy_progress_hook(nodes_mod, toy):
+    import comfy.utils
+
+    seen = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, *a, **k: seen.append((value, total)))
+    try:
+        our_ksampler(nodes_mod, toy["gmm-eps"], 1, 10, 1.0, "3 euler_ancestral eta=1\n30% heun\n* dpmpp_2m",
+                     "karras", latent(), 1.0)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    values = [v for v, _ in seen]
+    assert values == sorted(values) and values[0] == 1 and values[-1] == 10  # 0.9.2 throttles the middle ones
+    assert {t for _, t in seen} == {10}
+
+
+def test_interrupt_stops_sampling_within_one_step(nodes_mod, toy):
+    import comfy.model_management as mm
+
+    model = toy["gmm-eps"]
+    plan = nodes_mod.schedule_logic.parse_user_plan("4 dpmpp_sde\n* dpmpp_2m")
+    sigmas = comfy_helpers.model_sigmas(model, "karras", 12)
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    seen = []
+
+    def cb(i, x0, x, total):
+        seen.append(i)
+        if i == 2:
+            mm.interrupt_current_processing(True)  # what the UI's cancel button does
+
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            comfy_helpers.run_comfy_sampler(model, nodes_mod.comfy_sampler.plan_sampler(plan), sigmas, noise,
+                                            callback=cb)
+    finally:
+        mm.interrupt_current_processing(False)
+    assert seen == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "plan, match",
+    [("40% dpmpp_2m\n* nosuchsolver", "nosuchsolver"),
+     ("5 euler\n5 dpmpp_2m", "10"),  # 10 fixed steps vs 8 in the schedule: impossible split
+     ("* euler eta=zzz", "eta"),
+     ("", "empty")],
+)
+def test_bad_plan_raises_a_clear_error(nodes_mod, toy, plan, match):
+    with pytest.raises(ValueError, match=match):
+        our_ksampler(nodes_mod, toy["gmm-eps"], 1, 8, 1.0, plan, "karras", latent(), 1.0)
+
+
+@pytest.mark.parametrize(
+    "sigmas, match",
+    [(torch.tensor([]), "empty"), (torch.tensor([3.0, float("nan"), 0.0]), "NaN"),
+     (torch.tensor([1.0, 2.0, 0.0]), "decreasing")],
+)
+def test_bad_sigmas_raise_a_clear_error(nodes_mod, toy, sigmas, match):
+    with pytest.raises(ValueError, match=match):
+        our_ksampler(nodes_mod, toy["gmm-eps"], 1, 8, 1.0, "euler", "karras", latent(), 1.0, sigmas=sigmas)
+
+
+def edm_like_model():
+    """A real ComfyUI model with SVD-like continuous EDM sampling (sigma 0.002..700)."""
+    import comfy.model_base
+    import comfy.model_patcher
+
+    pack = comfy_helpers.comfy_env.load_pack()
+    tm = pack.nodes.toy_model
+    config = tm.ToyConfig({"disable_unet_model_creation": True})
+    config.sampling_settings = {"sigma_max": 700.0, "sigma_min": 0.002, "sigma_data": 1.0}
+    base = comfy.model_base.BaseModel(config, model_type=comfy.model_base.ModelType.V_PREDICTION_EDM)
+    base.diffusion_model = tm.ToyNet("gmm-eps")
+    return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+
+
+def test_ays_node_equals_comfy_align_your_steps_scheduler(nodes_mod, toy):
+    from comfy_extras.nodes_align_your_steps import AlignYourStepsScheduler
+
+    ays = nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas
+    models = {"SD1": toy["gmm-eps"], "SDXL": toy["gmm-eps"], "SVD": edm_like_model()}
+    for preset, model in models.items():
+        for steps in range(1, 61):
+            for denoise in (1.0, 0.75, 0.5, 0.0):
+                ref = AlignYourStepsScheduler.execute(preset, steps, denoise).result[0]
+                ours = ays.execute(model, preset, steps, denoise).result[0]
+                assert ours.shape == ref.shape and torch.equal(ours.float(), ref.float()), (preset, steps, denoise)
+
+
+def test_ays_node_rejects_a_preset_that_does_not_fit_the_model(nodes_mod, toy):
+    ays = nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas
+    with pytest.raises(ValueError, match="another kind of model"):
+        ays.execute(toy["gmm-eps"], "SVD", 10, 1.0)
+    with pytest.raises(ValueError, match="another kind of model"):
+        ays.execute(toy["gmm-flow"], "SD1", 10, 1.0)
+
+
+def test_ays_auto_on_models_without_a_table_maps_the_fallback_onto_their_sigma_range(nodes_mod, toy):
+    ays = nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas
+    for kind in ("gmm-flow", "gmm-eps"):
+        ms = toy[kind].get_model_object("model_sampling")
+        sig = ays.execute(toy[kind], "auto", 10, 1.0).result[0]
+        assert len(sig) == 11 and sig[-1] == 0
+        assert abs(float(sig[0]) - float(ms.sigma_max)) < 1e-5
+        assert (sig[1:] < sig[:-1]).all()
+        assert float(sig[-2]) >= float(ms.sigma_min) * 0.999

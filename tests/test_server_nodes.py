@@ -1,0 +1,107 @@
+"""Our nodes on a real ComfyUI 0.3.75 server: example workflows, NFE report, errors that keep the server up."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import workflow_convert
+from comfy_env import REPO
+from comfy_server import execution_error
+
+EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))
+OUR_NODES = {"SamplerSchedulerKSampler", "SamplerSchedulerSolverMix", "SamplerSchedulerAYSSigmas",
+             "SamplerSchedulerToyModel", "SamplerSchedulerToyDecode"}
+
+
+@pytest.fixture(scope="module")
+def object_info(comfy_server):
+    return comfy_server.get("/object_info")
+
+
+def test_server_lists_all_our_nodes(object_info):
+    assert OUR_NODES <= set(object_info)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_workflow_node_types_are_known_to_the_server(object_info, path):
+    wf = json.loads(path.read_text())
+    types = {n["type"] for n in wf["nodes"]}
+    assert not types - set(object_info), f"unknown node types in {path.name}: {types - set(object_info)}"
+    prompt = workflow_convert.to_prompt(wf, object_info)
+    for node_id, node in prompt.items():
+        required = object_info[node["class_type"]]["input"].get("required", {})
+        missing = set(required) - set(node["inputs"])
+        assert not missing, f"{path.name} node {node_id} ({node['class_type']}) lacks inputs {missing}"
+
+
+def test_runnable_example_workflow_runs_and_saves_both_images(comfy_server, object_info):
+    wf = json.loads((REPO / "example_workflows" / "builtin_models_side_by_side.json").read_text())
+    entry = comfy_server.run(workflow_convert.to_prompt(wf, object_info))
+    assert execution_error(entry) is None, execution_error(entry)
+    saved = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+    assert len(saved) == 8  # batch of 4 from each sampler
+    arrays = [np.asarray(Image.open(comfy_server.output_path(i)).convert("L"), dtype=np.float32) for i in saved]
+    for a in arrays:
+        assert a.shape == (128, 128) and a.std() > 10  # digits on a dark background, not blank
+    # the KSampler node reports the NFE of the run in its UI output
+    texts = [t for out in entry["outputs"].values() for t in out.get("text", [])]
+    assert any("NFE" in t for t in texts), entry["outputs"]
+
+
+def small(plan: str, steps: int = 8, sigmas=None, scheduler: str = "karras") -> dict:
+    p = {
+        "1": {"class_type": "SamplerSchedulerToyModel",
+              "inputs": {"model": "gmm-eps", "width": 64, "height": 64, "batch_size": 1}},
+        "2": {"class_type": "SamplerSchedulerKSampler",
+              "inputs": {"model": ["1", 0], "positive": ["1", 1], "negative": ["1", 1], "latent_image": ["1", 2],
+                         "seed": 1, "steps": steps, "cfg": 1.0, "plan": plan, "scheduler": scheduler,
+                         "denoise": 1.0}},
+        "3": {"class_type": "SamplerSchedulerToyDecode", "inputs": {"samples": ["2", 0], "model": "gmm-eps"}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }
+    if sigmas is not None:
+        p.update(sigmas)
+        p["2"]["inputs"]["sigmas"] = ["9", 0]
+    return p
+
+
+def _ays(preset: str, denoise: float = 1.0) -> dict:
+    return {"9": {"class_type": "SamplerSchedulerAYSSigmas",
+                  "inputs": {"model": ["1", 0], "preset": preset, "steps": 8, "denoise": denoise}}}
+
+
+def _flipped() -> dict:
+    return {"8": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "karras", "steps": 8,
+                                                             "denoise": 1.0}},
+            "9": {"class_type": "FlipSigmas", "inputs": {"sigmas": ["8", 0]}}}
+
+
+ERROR_CASES = {
+    "unknown_method": (small("40% dpmpp_2m\n* dpmpp_9000"), "dpmpp_9000"),
+    "impossible_split": (small("6 euler\n6 dpmpp_2m"), "12"),
+    "bad_option_value": (small("* dpmpp_2m_sde eta=lots"), "eta"),
+    "empty_sigmas": (small("* euler", sigmas=_ays("SD1", denoise=0.0)), "empty"),
+    "increasing_sigmas": (small("* euler", sigmas=_flipped()), "decreasing"),
+    "preset_does_not_fit": (small("* euler", sigmas=_ays("SVD")), "another kind of model"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_bad_input_gives_an_error_naming_the_problem_and_the_server_keeps_working(comfy_server, case):
+    prompt, needle = ERROR_CASES[case]
+    status, resp = comfy_server.queue(prompt)
+    if status == 200:
+        entry = comfy_server.wait(resp["prompt_id"])
+        err = execution_error(entry)
+        assert err is not None, f"{case}: expected an error, the prompt succeeded"
+    else:  # rejected at validation time
+        err = json.dumps(resp)
+    assert needle in err, f"{case}: error does not name the problem: {err}"
+    assert "Traceback" not in err
+    # the next good prompt still works
+    entry = comfy_server.run(small("40% dpmpp_2m_sde eta=1\n* dpmpp_2m"))
+    assert execution_error(entry) is None, execution_error(entry)
