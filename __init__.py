@@ -10,7 +10,9 @@ WEB_DIRECTORY = "./web"
 
 async def comfy_entrypoint():
     from .nodes import SamplerSchedulerExtension
+    from .nodes.preview_route import register_routes
 
+    register_routes()  # before ComfyUI adds its routes, so /api/... copies exist too
     return SamplerSchedulerExtension()
 
 

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
+
+from comfy_api.latest import ComfyExtension, io
 
 from . import ays_sigmas, ksampler, solver_mix, toy_model
 
+# One feature per module; each module exports NODES.
+NODE_MODULES = [
+    ksampler,
+    solver_mix,
+    ays_sigmas,
+    toy_model,
+]
+
 
 def node_list() -> list[type[io.ComfyNode]]:
-    return [*ksampler.NODES, *solver_mix.NODES, *ays_sigmas.NODES, *toy_model.NODES]
+    return [node for module in NODE_MODULES for node in module.NODES]
 
 
 class SamplerSchedulerExtension(ComfyExtension):

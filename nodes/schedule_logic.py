@@ -214,7 +214,7 @@ def preview_schedule(*, plan_text: str | None, steps: int, denoise: float, sched
         "sigmas": [float(s) for s in sigmas],
         "methods": [m for m, _ in per_step],
         "segments": [[a, b, m] for a, b, m in bounds],
-        "nfe": plan_nfe(per_step, sigmas) if n else 0,
+        "nfe": plan_nfe(per_step, sigmas, model_kind="flow" if is_flow(ms) else "eps") if n else 0,
         "schedule": used,
         "plan_text": plan.to_text(),
         "plan_json": plan.to_json(),
