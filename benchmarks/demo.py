@@ -73,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "digits":
             data = digits_pixels().reshape(-1, 64).double().numpy()
 
-            def dist(x: torch.Tensor) -> float:
+            def dist(x: torch.Tensor, data=data) -> float:
                 return metrics.frechet_distance(latent_to_pixels(x).reshape(len(x), -1).double().numpy(), data)
         else:
             g = gmm_lib.for_latent_cached(shape[1:])
             sw = metrics.GMMSlicedW2(g.means, g.stds, g.weights)
 
-            def dist(x: torch.Tensor) -> float:
+            def dist(x: torch.Tensor, sw=sw) -> float:
                 return sw(x.reshape(len(x), -1))
         for label, sampler_name, plan_text, scheduler in RUNS:
             if kind == "gmm-flow":

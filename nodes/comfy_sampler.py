@@ -55,4 +55,6 @@ def plan_sampler(plan: Plan) -> comfy.samplers.KSAMPLER:
         return sample_plan(model, x, sigmas, extra_args=extra_args, callback=step_done, disable=disable,
                            plan=plan, noise_sampler_factory=comfy_noise_sampler, **model_settings(model))
 
-    return comfy.samplers.KSAMPLER(sample)
+    # ComfyUI's ddim sampler re-noises inpainting with a fresh seeded noise; a pure ddim plan does too.
+    inpaint = {"random": True} if all(seg.method == "ddim" for seg in plan.segments) else {}
+    return comfy.samplers.KSAMPLER(sample, inpaint_options=inpaint)

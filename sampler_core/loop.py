@@ -98,8 +98,9 @@ def sample_plan(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
     text, a ``Plan`` or a list of ``len(sigmas) - 1`` (method, options) pairs. ``model_kind``:
     "eps" (EPS / V / EDM, lambda = -log sigma) or "flow" (ComfyUI CONST, lambda = log((1-s)/s);
     ancestral methods then take ComfyUI's RF form). ``noise_sampler_factory(kind, x, sigmas, seed)``
-    returns a ``noise(sigma, sigma_next)`` callable (called with Python floats) for kind
-    "gaussian" or "brownian"; default: :func:`sampler_core.noise.default_noise_factory`.
+    returns a ``noise(sigma, sigma_next)`` callable (called with Python floats; ``x`` is the float32
+    working latent, ``sigmas`` the schedule as a CPU tensor) for kind "gaussian" or "brownian", at most
+    once per kind and run; default: :func:`sampler_core.noise.default_noise_factory`.
     ``stats`` (a dict) receives nfe, steps and the per-step methods. ``disable`` (progress bar) is ignored.
 
     ``**compat`` (ComfyUI version and model details, see :class:`sampler_core.methods.Compat`):
@@ -124,10 +125,12 @@ def sample_plan(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
     sched = _schedule(sig_in, steps, model_kind, cfg)
     run_sigmas = sigmas
     if sched.sig[0] != sig_in[0]:
+        sched.sig[0] = float(torch.tensor(sched.sig[0], dtype=sigmas.dtype))  # as stored in the sigma tensor
         run_sigmas = sigmas.clone()
         run_sigmas[0] = sched.sig[0]
     factory = noise_sampler_factory or default_noise_factory(cfg.gaussian_cpu_seed_offset)
-    ctx = StepContext(sched, model, x, run_sigmas, extra_args, factory, sigmas)
+    # the noise factory gets the schedule as a CPU tensor (no second device sync for the Brownian tree's span)
+    ctx = StepContext(sched, model, x, run_sigmas, extra_args, factory, torch.tensor(sig_in, dtype=sigmas.dtype))
     classes: list[type[StepMethod]] = [METHODS[name] for name, _ in steps]
     keep = max(cls.history for cls in classes)
     hist = ctx.history

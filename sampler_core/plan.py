@@ -638,7 +638,7 @@ def segment_bounds(plan: Plan | str, n_steps: int) -> list[tuple[int, int, Segme
     plan = _as_plan(plan)
     bounds = []
     start = 0
-    for seg, count in zip(plan.segments, _step_counts(plan, n_steps)):
+    for seg, count in zip(plan.segments, _step_counts(plan, n_steps), strict=True):
         bounds.append((start, start + count, seg))
         start += count
     return bounds

@@ -79,29 +79,3 @@ def phi(k: int, z: float) -> float:
     for j in range(1, k):
         val = (val - 1.0 / math.factorial(j)) / z
     return val
-
-
-def ancestral_step(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
-    """(sigma_down, sigma_up) of an ancestral step (k-diffusion ``get_ancestral_step``).
-
-    sigma_up = min(s', eta sqrt(s'^2 (s^2 - s'^2) / s^2)), sigma_down = sqrt(s'^2 - sigma_up^2).
-    """
-    if not eta:
-        return sigma_next, 0.0
-    up = min(sigma_next, eta * math.sqrt(max(sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2, 0.0)))
-    down = math.sqrt(max(sigma_next**2 - up**2, 0.0))
-    return down, up
-
-
-def ancestral_step_flow(sigma: float, sigma_next: float, eta: float) -> tuple[float, float, float]:
-    """(sigma_down, renoise, scale) of ComfyUI's rectified-flow ancestral step (the ``*_RF`` samplers).
-
-    sigma_down = s' (1 + (s'/s - 1) eta); the deterministic part ends at sigma_down, then
-    x <- (alpha'/alpha_down) x + renoise z with renoise = sqrt(s'^2 - sigma_down^2 alpha'^2 / alpha_down^2).
-    """
-    down = sigma_next * (1.0 + (sigma_next / sigma - 1.0) * eta)
-    a_next, a_down = 1.0 - sigma_next, 1.0 - down
-    if a_down == 0.0:
-        return down, 0.0, 1.0
-    renoise = math.sqrt(max(sigma_next**2 - down**2 * a_next**2 / a_down**2, 0.0))
-    return down, renoise, a_next / a_down

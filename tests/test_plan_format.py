@@ -353,12 +353,12 @@ def test_percentages_summing_to_100_cover_every_step_count_exactly(methods):
     for _ in range(300):
         k = rng.randint(1, 8)
         cuts = sorted(rng.sample(range(1, 1000), k - 1))
-        shares = [Fraction(b - a, 10) for a, b in zip([0, *cuts], [*cuts, 1000])]
+        shares = [Fraction(b - a, 10) for a, b in zip([0, *cuts], [*cuts, 1000], strict=True)]
         plan = Plan(tuple(Segment(float(s), rng.choice([SDE, ODE])) for s in shares))
         for n in (1, 2, 3, 7, 10, 24, 61):
             counts = [stop - start for start, stop, _ in segment_bounds(plan, n)]
             assert sum(counts) == n
-            for share, count in zip(shares, counts):
+            for share, count in zip(shares, counts, strict=True):
                 exact = share * n / 100
                 assert math.floor(exact) <= count <= math.ceil(exact)
 

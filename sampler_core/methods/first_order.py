@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
-from .. import snr
 from ..registry import ETA, S_NOISE, StepMethod, register
 from ._base import StepContext
+from ._f32 import ancestral_step32, ancestral_step_flow32
 
 
 def euler_to(x: torch.Tensor, denoised: torch.Tensor, sigma: float, sigma_to: float) -> torch.Tensor:
@@ -49,7 +49,7 @@ class EulerAncestral(StepMethod):
         if ctx.kind == "flow":
             if s1 == 0:
                 return denoised
-            down, renoise, scale = snr.ancestral_step_flow(s, s1, eta)
+            down, renoise, scale = ancestral_step_flow32(s, s1, eta)
             ctx.down = down
             x = euler_to(x, denoised, s, down)
             if eta > 0:
@@ -57,7 +57,7 @@ class EulerAncestral(StepMethod):
                 z = ctx.noise(cls.noise_kind, s, s1)
                 x = x.mul_(scale).add_(z, alpha=s_noise * renoise)
             return x
-        down, up = snr.ancestral_step(s, s1, eta)
+        down, up = ancestral_step32(s, s1, eta)
         ctx.down = down
         if down == 0:
             return denoised

@@ -19,6 +19,7 @@ import torch
 from .. import snr
 from ..registry import OptionSpec, StepMethod, register
 from ._base import StepContext, lincomb
+from ._f32 import ancestral_step32
 from .first_order import euler_to
 
 
@@ -132,7 +133,7 @@ class DEIS(StepMethod):
     name = "deis"
     description = "DEIS tAB multistep (exponential integrator, Lagrange weights in VP time)"
     order = 3
-    history = 2
+    history = 3  # max_order may be raised to 4
     options = (OptionSpec("max_order", int, 3, "maximum order", min=1, max=4),)
 
     @classmethod
@@ -166,7 +167,7 @@ class RESMultistep(StepMethod):
     @classmethod
     def step(cls, ctx: StepContext, i: int, x: torch.Tensor, denoised: torch.Tensor, opts: dict[str, Any]):
         s, s1 = ctx.sig[i], ctx.sig[i + 1]
-        down, up = snr.ancestral_step(s, s1, opts["eta"])
+        down, up = ancestral_step32(s, s1, opts["eta"])
         ctx.down = down
         hist = ctx.history
         if down == 0 or not hist:

@@ -15,6 +15,7 @@ import torch
 from .. import snr
 from ..registry import ETA, S_NOISE, OptionSpec, StepMethod, register
 from ._base import Schedule, StepContext, lincomb
+from ._f32 import ancestral_step32, ancestral_step_flow32, lam32, sigma32
 from .first_order import euler_to
 
 
@@ -75,8 +76,8 @@ class DPM2Ancestral(StepMethod):
     def _down(sched: Schedule, i: int, eta: float) -> tuple[float, float, float]:
         s, s1 = sched.sig[i], sched.sig[i + 1]
         if sched.kind == "flow":
-            return snr.ancestral_step_flow(s, s1, eta)
-        down, up = snr.ancestral_step(s, s1, eta)
+            return ancestral_step_flow32(s, s1, eta)
+        down, up = ancestral_step32(s, s1, eta)
         return down, up, 1.0
 
     @classmethod
@@ -114,14 +115,14 @@ class DPMpp2SAncestral(StepMethod):
         s, s1 = sched.sig[i], sched.sig[i + 1]
         if sched.kind == "flow":
             return 1 if s1 == 0 else 2
-        return 1 if snr.ancestral_step(s, s1, opts["eta"])[0] == 0 else 2
+        return 1 if ancestral_step32(s, s1, opts["eta"])[0] == 0 else 2
 
     @classmethod
     def step(cls, ctx: StepContext, i: int, x: torch.Tensor, denoised: torch.Tensor, opts: dict[str, Any]):
         s, s1 = ctx.sig[i], ctx.sig[i + 1]
         eta, s_noise = opts["eta"], opts["s_noise"]
         if ctx.kind == "flow":
-            down, renoise, scale = snr.ancestral_step_flow(s, s1, eta)
+            down, renoise, scale = ancestral_step_flow32(s, s1, eta)
             ctx.down = down
             if s1 == 0:
                 return euler_to(x, denoised, s, down)
@@ -138,7 +139,7 @@ class DPMpp2SAncestral(StepMethod):
                 z = ctx.noise(cls.noise_kind, s, s1)
                 x.mul_(scale).add_(z, alpha=s_noise * renoise)
             return x
-        down, up = snr.ancestral_step(s, s1, eta)
+        down, up = ancestral_step32(s, s1, eta)
         ctx.down = down
         if down == 0:
             x = euler_to(x, denoised, s, 0.0)
@@ -173,24 +174,26 @@ class DPMppSDE(StepMethod):
             return denoised
         eta, s_noise, r = opts["eta"], opts["s_noise"], opts["r"]
         noisy = eta > 0 and s_noise > 0
-        lam_s, lam_t = ctx.lam(s), ctx.lam(s1)
+        # scalars as ComfyUI computes them (float32 half-log-SNR; see _f32)
+        lam_s, lam_t = lam32(s, ctx.kind), lam32(s1, ctx.kind)
         h = lam_t - lam_s
         lam_s1 = lam_s + r * h
         fac = 1.0 / (2.0 * r)
-        s_s1 = ctx.sigma_of_lam(lam_s1)
-        a_s, a_s1, a_t = ctx.alpha(s), ctx.alpha(s_s1), ctx.alpha(s1)
+        s_s1 = sigma32(lam_s1, ctx.kind)
+        a_s, a_s1, a_t = s * lam_s.exp(), s_s1 * lam_s1.exp(), s1 * lam_t.exp()
         # step 1: to lambda_s1 (ancestral split in e^-lambda)
-        sd, su = snr.ancestral_step(math.exp(-lam_s), math.exp(-lam_s1), eta)
-        h_ = -math.log(sd) - lam_s
-        x2 = lincomb(((a_s1 / a_s) * math.exp(-h_), x), (-a_s1 * math.expm1(-h_), denoised))
+        sd, su = ancestral_step32(lam_s.neg().exp(), lam_s1.neg().exp(), eta)
+        h_ = -torch.tensor(sd, dtype=torch.float32).log() - lam_s
+        x2 = lincomb((float(a_s1 / a_s * (-h_).exp()), x), (float(-a_s1 * (-h_).expm1()), denoised))
+        s_s1 = float(s_s1)
         if noisy:
-            x2.add_(ctx.noise(cls.noise_kind, s, s_s1), alpha=a_s1 * s_noise * su)
+            x2.add_(ctx.noise(cls.noise_kind, s, s_s1), alpha=float(a_s1) * s_noise * su)
         d2 = ctx.denoise(x2, s_s1)
         # step 2: to lambda_t with D_d = (1 - fac) D + fac D2
-        sd, su = snr.ancestral_step(math.exp(-lam_s), math.exp(-lam_t), eta)
-        h_ = -math.log(sd) - lam_s
-        b = -a_t * math.expm1(-h_)
-        x = lincomb(((a_t / a_s) * math.exp(-h_), x), (b * (1.0 - fac), denoised), (b * fac, d2))
+        sd, su = ancestral_step32(lam_s.neg().exp(), lam_t.neg().exp(), eta)
+        h_ = -torch.tensor(sd, dtype=torch.float32).log() - lam_s
+        b = float(-a_t * (-h_).expm1())
+        x = lincomb((float(a_t / a_s * (-h_).exp()), x), (b * (1.0 - fac), denoised), (b * fac, d2))
         if noisy:
-            x.add_(ctx.noise(cls.noise_kind, s, s1), alpha=a_t * s_noise * su)
+            x.add_(ctx.noise(cls.noise_kind, s, s1), alpha=float(a_t) * s_noise * su)
         return x

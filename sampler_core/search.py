@@ -1,0 +1,744 @@
+"""Solver-schedule search (S3, Liu et al., arXiv 2312.07243): the best per-step plan for a model and an NFE budget.
+
+A candidate is a per-step choice of method + options (``usf`` with its order / prediction / derivative
+estimate / corrector / eta, dpmpp_2m, uni_pc, heun, ...) and a sigma schedule given by a few knobs:
+
+* sigma_i (positive points, VE sigma; flow models: s / (1 - s)) follow Karras et al. 2022 eq. 5,
+  sigma_i = (top^(1/rho) + t_i (last^(1/rho) - top^(1/rho)))^rho, t_i = i / (m - 1), with knobs rho, the
+  last positive sigma (>= the model's sigma_min) and, on flow models, the VE sigma of the first point
+  after s = 1 (top); then every interior point moves by ``offset_i`` (|offset| <= 0.4) of the log-gap
+  to its neighbour on that side (order is kept). The schedule ends in 0 as ComfyUI's schedulers do.
+* the step count n follows from the choices: sum over steps i < n-1 of the method's model calls, plus
+  one for the last step to sigma 0, equals the NFE budget exactly (checked with :func:`loop.plan_nfe`).
+
+Fitness: RMSE of the final sample to a high-NFE reference run from the same noise (any model, no data),
+or with ``data``, the sliced Wasserstein-2 distance of the samples to the data. Search: an evolutionary
+loop (tournament selection, crossover of per-step choices and knobs, mutation, budget repair) proposes
+candidates in stages; a kernel ridge regression predictor of log fitness on a feature encoding of the
+candidate, refit on all real evaluations after each stage, screens the proposals: of the children of
+one parent pair only the predicted best is evaluated for real (the paper's learned predictor). Deterministic for a seed.
+
+Command for the built-in models: ``python -m sampler_core.search --model gmm-eps --nfe 5 --out plan.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .loop import plan_nfe, sample_plan
+from .plan import Plan, Segment, parse_plan
+from .registry import METHODS
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``denoiser(x [B, ...], sigma [B]) -> x0`` in the model's own space (k-diffusion form)."""
+
+OFFSET_MAX = 0.4  # largest move of an interior point, as a fraction of the log-gap to its neighbour
+RHO_RANGE = (0.7, 30.0)  # Karras rho (log-uniform knob); large rho ~ log-uniform spacing
+LAST_RATIO_MAX = 8.0  # last positive sigma in [sigma_min, 8 sigma_min] (VE)
+FLOW_TOP_RANGE = (2.0, 500.0)  # flow models: VE sigma of the point after s = 1
+N_FIXED_KNOBS = 3
+
+
+# --------------------------------------------------------------------------- the space of per-step choices
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One per-step choice: a registered method and the options written for it (the rest are defaults)."""
+
+    method: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        return dict(self.options)
+
+    def full(self) -> dict[str, Any]:
+        return {**METHODS[self.method].defaults(), **self.opts}
+
+    def calls(self) -> int:
+        """Model calls of a non-final step (the last step to sigma 0 always takes one)."""
+        return METHODS[self.method].model_calls
+
+    def label(self) -> str:
+        return " ".join([self.method] + [f"{k}={v}" for k, v in self.options])
+
+
+def _choice(method: str, **opts: Any) -> Choice:
+    """A choice with only non-default options written, in the method's option order."""
+    cls = METHODS[method]
+    d = cls.defaults()
+    unknown = set(opts) - set(d)
+    if unknown:
+        raise ValueError(f"{method} has no option {', '.join(sorted(unknown))}")
+    written = tuple((o.name, opts[o.name]) for o in cls.options if o.name in opts and opts[o.name] != d[o.name])
+    full = {**d, **opts}
+    cls.check(full)
+    return Choice(method, written)
+
+
+FAMILIES = ("usf", "dpmpp_2m", "uni_pc", "uni_pc_bh2", "heun", "deis", "ipndm", "dpmpp_2m_sde")
+
+
+def default_space(stochastic: bool = False) -> list[Choice]:
+    """The per-step choices searched: every ``usf`` combination (order 1-3, data/noise prediction, full/low
+    derivative estimate, UniC corrector or none) plus dpmpp_2m, uni_pc (order 2, 3), uni_pc_bh2, heun,
+    deis and ipndm; with ``stochastic``, usf eta in {0.3, 1} (data prediction) and dpmpp_2m_sde eta in {0.3, 1}."""
+    out: list[Choice] = []
+    for order in (1, 2, 3):
+        for pred in ("data", "noise"):
+            for deriv in (("full", "low") if order == 3 else ("full",)):  # identical below order 3
+                for corr in ("unic", "none"):
+                    out.append(_choice("usf", order=order, pred=pred, deriv=deriv, corrector=corr))
+    out += [_choice("dpmpp_2m"), _choice("uni_pc", order=2), _choice("uni_pc", order=3), _choice("uni_pc_bh2"),
+            _choice("heun"), _choice("deis"), _choice("ipndm")]
+    if stochastic:
+        for eta in (0.3, 1.0):
+            out.append(_choice("usf", order=2, eta=eta))
+            out.append(_choice("usf", order=3, eta=eta))
+            out.append(_choice("dpmpp_2m_sde", eta=eta))
+    return out
+
+
+def choice_features(c: Choice) -> list[float]:
+    """Encoding of one choice for the predictor: method one-hot, order, noise prediction, low derivative
+    estimate, corrector, eta, extra calls."""
+    full = c.full()
+    one_hot = [1.0 if c.method == f else 0.0 for f in FAMILIES]
+    order = full.get("order", full.get("max_order", METHODS[c.method].order))
+    return one_hot + [
+        min(float(order), 4.0) / 3.0,
+        1.0 if full.get("pred") == "noise" else 0.0,
+        1.0 if full.get("deriv") == "low" else 0.0,
+        1.0 if full.get("corrector") == "unic" or c.method.startswith("uni_pc") else 0.0,
+        float(full.get("eta", 0.0)) if METHODS[c.method].stochastic else 0.0,
+        float(c.calls() - 1),
+    ]
+
+
+# --------------------------------------------------------------------------- candidates and schedules
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Per-step choice indices (one per step) and schedule knobs in [0, 1]:
+    ``knobs = (rho, last, top, offset_0 .. offset_{K-1})``; offset_j moves positive point j + 1."""
+
+    steps: tuple[int, ...]
+    knobs: tuple[float, ...]
+
+    def key(self) -> tuple:
+        return self.steps, tuple(round(k, 6) for k in self.knobs)
+
+
+@dataclass
+class Problem:
+    """What a schedule needs to know about the model: kind and sigma range (model's own sigmas)."""
+
+    model_kind: str
+    sigma_min: float
+    sigma_max: float
+
+    def to_ve(self, s: float) -> float:
+        return s / (1.0 - s) if self.model_kind == "flow" else s
+
+    def from_ve(self, v: float) -> float:
+        return v / (1.0 + v) if self.model_kind == "flow" else v
+
+
+def _karras(m: int, hi: float, lo: float, rho: float) -> list[float]:
+    if m == 1:
+        return [lo]
+    a, b = hi ** (1 / rho), lo ** (1 / rho)
+    return [(a + i / (m - 1) * (b - a)) ** rho for i in range(m)]
+
+
+def _log_knob(u: float, lo: float, hi: float) -> float:
+    return math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+
+
+def schedule_sigmas(problem: Problem, n: int, knobs: Sequence[float]) -> torch.Tensor:
+    """The n + 1 sigmas (float32, descending, final 0) of a candidate with n steps (see the module docstring)."""
+    rho = _log_knob(knobs[0], *RHO_RANGE)
+    ve_min = problem.to_ve(problem.sigma_min)
+    last = ve_min * _log_knob(knobs[1], 1.0, LAST_RATIO_MAX)
+    if problem.model_kind == "flow":
+        top = max(_log_knob(knobs[2], *FLOW_TOP_RANGE), last * 1.5)
+        head = [math.inf]  # s = 1
+        body = _karras(n - 1, top, last, rho) if n > 1 else []
+    else:
+        top = problem.sigma_max
+        last = min(last, top / 1.5)
+        head = []
+        body = _karras(n, top, last, rho)
+    pts = head + body
+    logs = [math.log(p) if math.isfinite(p) else math.inf for p in pts]
+    moved = list(logs)
+    offsets = knobs[N_FIXED_KNOBS:]
+    for j in range(1, len(pts) - 1):
+        if not math.isfinite(logs[j - 1]) or j - 1 >= len(offsets):
+            continue  # the point after s = 1 is the `top` knob
+        d = (offsets[j - 1] - 0.5) * 2 * OFFSET_MAX
+        nb = logs[j - 1] if d > 0 else logs[j + 1]
+        moved[j] = logs[j] + abs(d) * (nb - logs[j])
+    sig = [problem.sigma_max if not math.isfinite(v) else problem.from_ve(math.exp(v)) for v in moved]
+    sig[0] = problem.sigma_max
+    out = torch.tensor(sig + [0.0], dtype=torch.float32)
+    if not bool(torch.all(out[1:] < out[:-1])):
+        raise ValueError("schedule is not strictly decreasing")
+    return out
+
+
+def candidate_plan(space: Sequence[Choice], steps: Sequence[int]) -> Plan:
+    """Per-step choices as a plan: equal neighbours merged into one segment; the last segment is ``*``."""
+    segs: list[tuple[Choice, int]] = []
+    for idx in steps:
+        c = space[idx]
+        if segs and segs[-1][0] == c:
+            segs[-1] = (c, segs[-1][1] + 1)
+        else:
+            segs.append((c, 1))
+    return Plan(tuple(Segment(None if k == len(segs) - 1 else count, c.method, c.opts)
+                      for k, (c, count) in enumerate(segs)))
+
+
+def steps_nfe(space: Sequence[Choice], steps: Sequence[int]) -> int:
+    """NFE of per-step choices with a final sigma 0: calls of steps 0..n-2, plus 1 for the last step."""
+    return sum(space[i].calls() for i in steps[:-1]) + 1
+
+
+# --------------------------------------------------------------------------- fitness
+
+
+def rmse(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """sqrt(mean((x - ref)^2)) over every element."""
+    return float(((x.double() - ref.double()) ** 2).mean().sqrt())
+
+
+def sliced_w2(x: torch.Tensor, data: torch.Tensor, n_dirs: int = 64, seed: int = 0) -> float:
+    """Sliced Wasserstein-2 (Bonneel et al. 2015) between the rows of ``x`` and of ``data``: along fixed random
+    unit directions, W2^2 = mean_i (y_(i) - Q_data((i + 1/2) / n))^2 with the data's empirical quantiles Q_data."""
+    a = x.double().reshape(x.shape[0], -1).cpu()
+    b = data.double().reshape(data.shape[0], -1).cpu()
+    g = torch.Generator().manual_seed(seed)
+    dirs = torch.randn(n_dirs, a.shape[1], generator=g, dtype=torch.float64)
+    dirs /= dirs.norm(dim=1, keepdim=True)
+    ya = torch.sort(a @ dirs.T, dim=0).values
+    yb = torch.sort(b @ dirs.T, dim=0).values.numpy()
+    u = (np.arange(a.shape[0]) + 0.5) / a.shape[0]
+    grid = (np.arange(b.shape[0]) + 0.5) / b.shape[0]
+    q = torch.from_numpy(np.stack([np.interp(u, grid, yb[:, k]) for k in range(n_dirs)], axis=1))
+    return float(((ya - q) ** 2).mean(dim=0).mean().sqrt())
+
+
+def reference_sigmas(problem: Problem, steps: int) -> torch.Tensor:
+    """Schedule of the high-NFE reference run: Karras rho = 7 in VE sigma from sigma_max (flow: s = 1, then
+    VE sigma 100) down to sigma_min, then 0."""
+    ve_min = problem.to_ve(problem.sigma_min)
+    if problem.model_kind == "flow":
+        body = [problem.from_ve(v) for v in _karras(steps - 1, 100.0, ve_min, 7.0)]
+        sig = [problem.sigma_max] + body
+    else:
+        sig = _karras(steps, problem.sigma_max, problem.sigma_min, 7.0)
+    return torch.tensor(sig + [0.0], dtype=torch.float64)
+
+
+def reference_run(denoiser: Denoiser, x_start: torch.Tensor, problem: Problem, steps: int = 200,
+                  sample_kwargs: dict | None = None) -> torch.Tensor:
+    """High-accuracy probability-flow ODE solution from ``x_start``: ``usf`` (order 3, UniC, exact in the
+    model's half-log-SNR) on :func:`reference_sigmas`."""
+    return sample_plan(_k_model(denoiser), x_start.clone(), reference_sigmas(problem, steps).to(x_start.dtype),
+                       extra_args={"seed": 0}, plan="usf", model_kind=problem.model_kind, **(sample_kwargs or {}))
+
+
+def _k_model(denoiser: Denoiser) -> Callable:
+    def model(x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
+        return denoiser(x, sigma)
+
+    return model
+
+
+# --------------------------------------------------------------------------- predictor
+
+
+class KernelRidge:
+    """Kernel ridge regression (a Gaussian-process mean) on the raw features (all in [0, 1]):
+    k(a, b) = exp(-|a - b|^2 / (2 l^2)), alpha = (K + lam I)^-1 (y - mean y), f(x) = mean y + k(x, X) alpha.
+    l (a multiple of the median pairwise distance) and lam are chosen by the closed-form leave-one-out error
+    r_i = alpha_i / [(K + lam I)^-1]_ii (one eigendecomposition of K per length scale)."""
+
+    SCALES = (0.25, 0.5, 1.0, 2.0)
+    LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0)
+
+    def __init__(self, lam: float | None = None) -> None:
+        self.lam = lam
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> KernelRidge:
+        self.x = np.asarray(x, dtype=np.float64)
+        self.y_mean = float(y.mean())
+        self.y_sd = float(y.std()) + 1e-9
+        yn = (y - self.y_mean) / self.y_sd
+        d2 = _sqdist(self.x, self.x)
+        med = float(np.median(d2[np.triu_indices(len(x), 1)])) if len(x) > 1 else 1.0
+        best = None
+        for scale in self.SCALES:
+            l2 = max(med, 1e-9) * scale
+            w, v = (t.numpy() for t in torch.linalg.eigh(torch.from_numpy(np.exp(-d2 / (2 * l2)))))
+            vy = v.T @ yn
+            for lam in ((self.lam,) if self.lam is not None else self.LAMBDAS):
+                inv_diag = (v * v) @ (1.0 / (w + lam))
+                alpha = v @ (vy / (w + lam))
+                loo = float(np.mean((alpha / inv_diag) ** 2))
+                if best is None or loo < best[0]:
+                    best = (loo, l2, alpha)
+        self.loo, self.l2, self.alpha = best
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        k = np.exp(-_sqdist(np.asarray(x, dtype=np.float64), self.x) / (2 * self.l2))
+        return self.y_mean + self.y_sd * (k @ self.alpha)
+
+
+class Ridge:
+    """Linear ridge regression with an intercept, lam chosen by the closed-form leave-one-out error
+    r_i = (y_i - f(x_i)) / (1 - H_ii), H = X (X^T X + lam I)^-1 X^T (one SVD)."""
+
+    LAMBDAS = (1e-2, 1e-1, 1.0, 10.0, 100.0)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Ridge:
+        self.mu = x.mean(0)
+        self.y_mean = float(y.mean())
+        xc, yc = x - self.mu, y - self.y_mean
+        u, sv, vt = (t.numpy() for t in torch.linalg.svd(torch.from_numpy(xc), full_matrices=False))
+        uy = u.T @ yc
+        best = None
+        for lam in self.LAMBDAS:
+            shrink = sv**2 / (sv**2 + lam)
+            fitted = u @ (shrink * uy)
+            h = (u * u) @ shrink + 1.0 / len(y)
+            loo = float(np.mean(((yc - fitted) / np.maximum(1 - h, 1e-6)) ** 2))
+            if best is None or loo < best[0]:
+                best = (loo, vt.T @ (sv / (sv**2 + lam) * uy))
+        self.loo, self.coef = best
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.y_mean + (x - self.mu) @ self.coef
+
+
+def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0)
+
+
+# --------------------------------------------------------------------------- search
+
+
+@dataclass
+class SearchConfig:
+    """Settings of the evolutionary search. ``evaluations``: real evaluations (sampling runs), the initial
+    population included; each stage refits the predictor and evaluates ``per_stage`` candidates, each the
+    predicted best of ``children`` proposals from one parent pair (``use_predictor=False``: the first one)."""
+
+    evaluations: int = 200
+    initial: int = 24
+    per_stage: int = 6
+    children: int = 16  # proposals per parent pair the predictor picks one from
+    elite: int = 12
+    use_predictor: bool = True
+    stochastic: bool | None = None  # SDE choices in the space (default: only with data)
+    predictor: str = "ridge"  # "ridge" (linear, expanded features) or "kernel" (kernel ridge regression)
+    ridge: float | None = None  # kernel predictor's lam (None: chosen by leave-one-out error at every stage)
+
+
+@dataclass
+class SearchResult:
+    plan: Plan
+    sigmas: torch.Tensor  # float32, n + 1 values, final 0
+    fitness: float
+    nfe: int
+    history: list[dict[str, Any]]  # one row per real evaluation: eval, fitness, best, stage, predicted
+    evaluations: int
+    model_calls: int  # model calls of the evaluations and the reference
+    seconds: float
+    baselines: dict[str, float] = field(default_factory=dict)  # fitness of the seeded starting candidates
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"plan": self.plan.to_text(), "plan_json": self.plan.to_dict(),
+                "sigmas": [float(v) for v in self.sigmas.tolist()], "nfe": self.nfe, "fitness": self.fitness,
+                "evaluations": self.evaluations, "model_calls": self.model_calls, "seconds": self.seconds,
+                "baselines": {k: (v if math.isfinite(v) else None) for k, v in self.baselines.items()},
+                "history": self.history}
+
+
+class SearchCancelled(RuntimeError):
+    """Raised when the ``progress`` hook asks to stop."""
+
+
+class _Searcher:
+    def __init__(self, denoiser: Denoiser, problem: Problem, nfe: int, x_start: torch.Tensor,
+                 ref: torch.Tensor | None, data: torch.Tensor | None, config: SearchConfig, seed: int,
+                 space: list[Choice], sample_kwargs: dict, progress: Callable | None,
+                 step_hook: Callable | None) -> None:
+        self.problem, self.nfe, self.x_start, self.ref, self.data = problem, nfe, x_start, ref, data
+        self.cfg, self.seed, self.space = config, seed, space
+        self.sample_kwargs, self.progress, self.step_hook = sample_kwargs, progress, step_hook
+        self.rng = np.random.default_rng(seed)
+        self.calls = 0
+        self.n_knobs = N_FIXED_KNOBS + max(nfe - 1, 0)
+        self.single = [i for i, c in enumerate(space) if c.calls() == 1]
+        self.evaluated: dict[tuple, float] = {}
+        self.order: list[tuple[Candidate, float]] = []
+        self.history: list[dict[str, Any]] = []
+        self.best: tuple[Candidate, float] | None = None
+        self._feat: list[list[float]] | None = None
+
+        def counted(x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
+            self.calls += 1
+            return denoiser(x, sigma)
+
+        self.model = counted
+
+    # ---- candidates
+
+    def repair(self, steps: list[int]) -> tuple[int, ...]:
+        """Add or drop steps (or swap a 2-call choice for a 1-call one) until the NFE equals the budget."""
+        steps = list(steps) or [self.single[0]]
+        while steps_nfe(self.space, steps) > self.nfe:
+            multi = [i for i in range(len(steps) - 1) if self.space[steps[i]].calls() > 1]
+            if multi and self.rng.random() < 0.5:
+                steps[int(self.rng.choice(multi))] = int(self.rng.choice(self.single))
+            else:
+                del steps[int(self.rng.integers(len(steps)))]
+        while steps_nfe(self.space, steps) < self.nfe:
+            j = int(self.rng.integers(len(steps) + 1))
+            near = steps[min(j, len(steps) - 1)] if steps else self.single[0]
+            steps.insert(j, near if self.space[near].calls() == 1 else int(self.rng.choice(self.single)))
+        return tuple(steps)
+
+    def random_candidate(self) -> Candidate:
+        n = int(self.rng.integers(max(1, self.nfe // 2), self.nfe + 1))
+        steps = [int(self.rng.integers(len(self.space))) for _ in range(n)]
+        knobs = [float(self.rng.random()) for _ in range(N_FIXED_KNOBS)]
+        knobs += [float(np.clip(0.5 + 0.15 * self.rng.standard_normal(), 0, 1)) for _ in range(self.n_knobs - 3)]
+        return Candidate(self.repair(steps), tuple(knobs))
+
+    def seeded(self) -> list[tuple[str, Candidate]]:
+        """Known-good starting points: one method on every step, Karras rho = 7 (and a log-uniform spacing)."""
+        out = []
+        rho7 = (math.log(7.0) - math.log(RHO_RANGE[0])) / (math.log(RHO_RANGE[1]) - math.log(RHO_RANGE[0]))
+        lo, hi = FLOW_TOP_RANGE
+        top = (math.log(100.0) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        names = [_choice("usf"), _choice("usf", order=2, corrector="none"), _choice("uni_pc", order=3),
+                 _choice("dpmpp_2m")]
+        for c in names:
+            if c not in self.space:
+                continue
+            idx = self.space.index(c)
+            for rho_u in (rho7, 1.0):
+                knobs = (rho_u, 0.0, top) + (0.5,) * (self.n_knobs - N_FIXED_KNOBS)
+                label = f"{c.label()} / {'karras rho=7' if rho_u != 1.0 else f'karras rho={RHO_RANGE[1]:g}'}"
+                out.append((label, Candidate(self.repair([idx] * self.nfe), knobs)))
+        return out
+
+    def mutate(self, c: Candidate) -> Candidate:
+        steps = list(c.steps)
+        r = self.rng.random()
+        if r < 0.15 and len(steps) > 1:  # drop a step (repair adds one elsewhere or swaps a 2-call choice)
+            del steps[int(self.rng.integers(len(steps)))]
+        elif r < 0.25:  # a 2-call choice somewhere (repair drops a step)
+            steps[int(self.rng.integers(len(steps)))] = int(self.rng.integers(len(self.space)))
+        rate = 1.0 / max(len(steps), 1)
+        for i in range(len(steps)):
+            if self.rng.random() < rate:
+                steps[i] = int(self.rng.integers(len(self.space)))
+        scale = float(self.rng.choice([0.02, 0.07, 0.2]))
+        knobs = np.array(c.knobs)
+        mask = self.rng.random(len(knobs)) < 0.5
+        knobs = np.clip(knobs + mask * scale * self.rng.standard_normal(len(knobs)), 0.0, 1.0)
+        return Candidate(self.repair(steps), tuple(float(k) for k in knobs))
+
+    def crossover(self, a: Candidate, b: Candidate) -> Candidate:
+        if self.rng.random() < 0.5:  # one-point cut of the per-step choices
+            cut = int(self.rng.integers(1, max(len(a.steps), 2)))
+            steps = list(a.steps[:cut]) + list(b.steps[cut:])
+        else:
+            steps = [a.steps[i] if (i >= len(b.steps) or self.rng.random() < 0.5) else b.steps[i]
+                     for i in range(len(a.steps))]
+        w = self.rng.random(len(a.knobs))
+        knobs = tuple(float(v) for v in w * np.array(a.knobs) + (1 - w) * np.array(b.knobs))
+        return Candidate(self.repair(steps), knobs)
+
+    def features(self, c: Candidate) -> list[float]:
+        """Knobs, step count, per step the choice's encoding (:func:`choice_features`); for the ridge
+        predictor also the squares and products of the fixed knobs and a one-hot of the choice per step."""
+        if self._feat is None:
+            self._feat = [choice_features(ch) for ch in self.space]
+        width = len(FAMILIES) + 6
+        f = list(c.knobs) + [len(c.steps) / self.nfe]
+        for i in range(self.nfe):
+            f += self._feat[c.steps[i]] if i < len(c.steps) else [0.0] * width
+        if self.cfg.predictor == "ridge":
+            k = list(c.knobs)
+            f += [a * b for i, a in enumerate(k[:N_FIXED_KNOBS]) for b in k[i:N_FIXED_KNOBS]]
+            hot = [0.0] * (self.nfe * len(self.space))
+            for i, j in enumerate(c.steps):
+                hot[i * len(self.space) + j] = 1.0
+            f += hot
+        return f
+
+    # ---- evaluation
+
+    def sigmas(self, c: Candidate) -> torch.Tensor:
+        return schedule_sigmas(self.problem, len(c.steps), c.knobs)
+
+    def fitness_of(self, c: Candidate) -> float:
+        try:
+            sig = self.sigmas(c)
+            steps = [(self.space[i].method, self.space[i].opts) for i in c.steps]
+            if plan_nfe(steps, sig, model_kind=self.problem.model_kind, **self._compat()) != self.nfe:
+                return math.inf
+            x = sample_plan(self.model, self.x_start.clone(), sig.to(self.x_start.dtype),
+                            extra_args={"seed": self.seed}, callback=self._step_cb, plan=steps,
+                            model_kind=self.problem.model_kind, **self.sample_kwargs)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+            return math.inf
+        if not bool(torch.isfinite(x).all()):
+            return math.inf
+        if self.data is not None:
+            return sliced_w2(x, self.data, seed=self.seed)
+        return rmse(x, self.ref)
+
+    def _compat(self) -> dict:
+        return {k: v for k, v in self.sample_kwargs.items() if k != "noise_sampler_factory"}
+
+    def _step_cb(self, info: dict) -> None:
+        if self.step_hook is not None:
+            self.step_hook()
+
+    def evaluate(self, c: Candidate, stage: int, predicted: float | None = None) -> float:
+        key = c.key()
+        if key in self.evaluated:
+            return self.evaluated[key]
+        f = self.fitness_of(c)
+        self.evaluated[key] = f
+        self.order.append((c, f))
+        if math.isfinite(f) and (self.best is None or f < self.best[1]):
+            self.best = (c, f)
+        row = {"eval": len(self.order), "fitness": f if math.isfinite(f) else None, "stage": stage,
+               "best": self.best[1] if self.best else None, "predicted": predicted}
+        self.history.append(row)
+        if self.progress is not None and self.progress(row, self.cfg.evaluations) is False:
+            raise SearchCancelled("search cancelled")
+        return f
+
+    # ---- loop
+
+    def run(self) -> dict[str, float]:
+        cfg = self.cfg
+        baselines = {}
+        for label, c in self.seeded():
+            if len(self.order) >= cfg.evaluations:
+                break
+            baselines[label] = self.evaluate(c, 0)
+        while len(self.order) < min(cfg.initial, cfg.evaluations):
+            c = self.random_candidate()
+            if c.key() not in self.evaluated:
+                self.evaluate(c, 0)
+        stage = 0
+        while len(self.order) < cfg.evaluations:
+            stage += 1
+            finite = sorted([(f, i) for i, (_, f) in enumerate(self.order) if math.isfinite(f)])
+            elite = [self.order[i][0] for _, i in finite[: cfg.elite]] or [self.random_candidate()]
+            want = min(cfg.per_stage, cfg.evaluations - len(self.order))
+            predictor = self.fit_predictor() if cfg.use_predictor else None
+            seen = set(self.evaluated)
+            for _ in range(want):
+                group = self.children(elite, cfg.children if predictor is not None else 1, seen)
+                if predictor is None:
+                    pick, pred = group[0], None
+                else:
+                    scores = predictor.predict(np.array([self.features(c) for c in group]))
+                    j = int(np.argmin(scores))
+                    pick, pred = group[j], float(math.exp(scores[j]))
+                seen.add(pick.key())
+                self.evaluate(pick, stage, pred)
+        return baselines
+
+    def children(self, elite: list[Candidate], m: int, seen: set) -> list[Candidate]:
+        """``m`` new children of one parent pair (tournament of two among the elite; crossover with a second
+        elite half of the time, then mutation)."""
+        a = elite[min(int(self.rng.integers(len(elite))), int(self.rng.integers(len(elite))))]
+        b = elite[int(self.rng.integers(len(elite)))] if self.rng.random() < 0.5 and len(elite) > 1 else None
+        out: list[Candidate] = []
+        keys = set()
+        for _ in range(20 * m):
+            if b is not None:
+                child = self.crossover(a, b)
+                child = self.mutate(child) if self.rng.random() < 0.7 else child
+            else:
+                child = self.mutate(a)
+            if child.key() not in seen and child.key() not in keys:
+                keys.add(child.key())
+                out.append(child)
+                if len(out) == m:
+                    break
+        return out or [self.random_candidate()]
+
+    def fit_predictor(self) -> Ridge | KernelRidge:
+        """The predictor of log fitness, fitted on all real evaluations so far (failures count as the worst
+        fitness seen, times e)."""
+        xs = np.array([self.features(c) for c, _ in self.order])
+        finite = [f for _, f in self.order if math.isfinite(f)]
+        worst = math.log(max(finite)) + 1.0 if finite else 0.0
+        ys = np.array([math.log(f) if math.isfinite(f) and f > 0 else worst for _, f in self.order])
+        return (Ridge() if self.cfg.predictor == "ridge" else KernelRidge(self.cfg.ridge)).fit(xs, ys)
+
+
+def search_plan(denoiser: Denoiser, *, model_kind: str, sigma_min: float, sigma_max: float, nfe: int,
+                x_start: torch.Tensor, ref: torch.Tensor | None = None, data: torch.Tensor | None = None,
+                config: SearchConfig | None = None, seed: int = 0, space: list[Choice] | None = None,
+                reference_steps: int = 200, sample_kwargs: dict | None = None,
+                progress: Callable[[dict, int], Any] | None = None,
+                step_hook: Callable[[], None] | None = None) -> SearchResult:
+    """Search per-step methods + sigma schedule for ``nfe`` model calls (exactly) on ``denoiser``.
+
+    ``x_start``: the starting latents at ``sigma_max`` (noise already scaled as the sampler receives it).
+    ``ref``: the reference result from ``x_start`` (default: :func:`reference_run` with ``reference_steps``);
+    ``data`` (samples of the target) switches the fitness to the sliced W2 distance. ``sample_kwargs`` go to
+    every ``sample_plan`` call (noise factory, ComfyUI compat options). ``progress(row, total)`` is called
+    after every real evaluation (returning False cancels); ``step_hook()`` after every sampling step (it may
+    raise to cancel). Deterministic for a ``seed``.
+    """
+    t0 = time.perf_counter()
+    if nfe < 1:
+        raise ValueError(f"the NFE budget must be at least 1, got {nfe}")
+    if model_kind not in ("eps", "flow"):
+        raise ValueError(f"model_kind must be 'eps' or 'flow', got {model_kind!r}")
+    config = config or SearchConfig()
+    stochastic = config.stochastic if config.stochastic is not None else data is not None
+    space = space or default_space(stochastic)
+    problem = Problem(model_kind, float(sigma_min), float(sigma_max))
+    sample_kwargs = dict(sample_kwargs or {})
+    s = _Searcher(denoiser, problem, nfe, x_start, None, data, config, seed, space, sample_kwargs, progress,
+                  step_hook)
+    if data is None:
+        if ref is None:
+            ref = reference_run(lambda x, sg: s.model(x, sg), x_start, problem, reference_steps, sample_kwargs)
+        s.ref = ref
+    baselines = s.run()
+    if s.best is None:
+        raise RuntimeError("no candidate could be evaluated (every run failed or gave non-finite results)")
+    best, fit = s.best
+    plan = candidate_plan(space, best.steps)
+    sigmas = s.sigmas(best)
+    nfe_found = plan_nfe(plan, sigmas, model_kind=model_kind, **s._compat())
+    return SearchResult(plan=plan, sigmas=sigmas, fitness=fit, nfe=nfe_found, history=s.history,
+                        evaluations=len(s.order), model_calls=s.calls, seconds=time.perf_counter() - t0,
+                        baselines=baselines)
+
+
+def evals_to_reach(history: Sequence[dict[str, Any]], target: float) -> int | None:
+    """Real evaluations until the best fitness is <= ``target`` (None if never)."""
+    for row in history:
+        if row["best"] is not None and row["best"] <= target:
+            return int(row["eval"])
+    return None
+
+
+# --------------------------------------------------------------------------- built-in models (command)
+
+GMM_SHAPE = (4, 8, 8)
+DIGITS_SHAPE = (4, 4, 4)  # one digit per latent
+FLOW_SHIFT = 3.0
+
+
+def builtin_model(name: str) -> tuple[Denoiser, Problem, tuple[int, ...]]:
+    """(denoiser in the model's own space, problem, latent shape) of a built-in model, with the sigma range
+    ComfyUI gives it (SD1.x discrete sigmas for gmm-eps and digits; shift-3 discrete flow for gmm-flow)."""
+    if name in ("gmm-eps", "digits"):
+        betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+        ac = torch.cumprod(1 - betas, dim=0)
+        table = ((1 - ac) / ac) ** 0.5
+        problem = Problem("eps", float(table[0]), float(table[-1]))
+        if name == "digits":
+            from .models.digits import load_digits_denoiser
+
+            net = load_digits_denoiser()
+            return (lambda x, s: net.denoise(x, s)), problem, DIGITS_SHAPE
+        from .models.gmm import for_latent_cached
+
+        gmm = for_latent_cached(GMM_SHAPE)
+        return (lambda x, s: gmm.denoise(x, s)), problem, GMM_SHAPE
+    if name == "gmm-flow":
+        from .models.gmm import for_latent_cached
+
+        gmm = for_latent_cached(GMM_SHAPE)
+        t = 1e-3
+        problem = Problem("flow", FLOW_SHIFT * t / (1 + (FLOW_SHIFT - 1) * t), 1.0)
+        return (lambda x, s: gmm.denoise_flow(x, s)), problem, GMM_SHAPE
+    raise ValueError(f"unknown built-in model {name!r}: use gmm-eps, gmm-flow or digits")
+
+
+def start_latents(problem: Problem, noise: torch.Tensor) -> torch.Tensor:
+    """What ComfyUI's sampler receives from unit noise at the model's sigma_max (max_denoise): EPS models
+    noise * sqrt(1 + sigma_max^2), flow (CONST) models the noise itself."""
+    if problem.model_kind == "flow":
+        return noise.clone()
+    return noise * math.sqrt(1.0 + problem.sigma_max**2)
+
+
+def flow_first_sigma(shift: float = FLOW_SHIFT) -> float:
+    """A discrete shifted flow model's ``percent_to_sigma(1e-4)``: s = shift t / (1 + (shift - 1) t), t = 1 - 1e-4."""
+    t = 1.0 - 1e-4
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sampler_core.search",
+                                 description="Search a per-step solver plan + sigma schedule for a built-in model.")
+    ap.add_argument("--model", required=True, choices=["gmm-eps", "gmm-flow", "digits"])
+    ap.add_argument("--nfe", type=int, required=True, help="model-call budget of the plan (met exactly)")
+    ap.add_argument("--out", required=True, help="JSON file to write (plan text, plan JSON, sigmas, history)")
+    ap.add_argument("--evaluations", type=int, default=SearchConfig.evaluations,
+                    help="real evaluations (search budget)")
+    ap.add_argument("--batch", type=int, default=32, help="noise samples the fitness is measured on")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the search and of its noise")
+    ap.add_argument("--reference-steps", type=int, default=200)
+    ap.add_argument("--no-predictor", action="store_true", help="evaluate every proposal (no screening)")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(1)
+    denoiser, problem, shape = builtin_model(args.model)
+    noise = torch.randn((args.batch, *shape), generator=torch.Generator().manual_seed(args.seed))
+    kw = {"flow_first_sigma": flow_first_sigma()} if problem.model_kind == "flow" else {}
+    cfg = SearchConfig(evaluations=args.evaluations, use_predictor=not args.no_predictor)
+
+    def report(row: dict, total: int) -> None:
+        if row["eval"] % 25 == 0 or row["eval"] == total:
+            print(f"  {row['eval']}/{total} evaluations, best RMSE {row['best']:.4g}", flush=True)
+
+    res = search_plan(denoiser, model_kind=problem.model_kind, sigma_min=problem.sigma_min,
+                      sigma_max=problem.sigma_max, nfe=args.nfe, x_start=start_latents(problem, noise), config=cfg,
+                      seed=args.seed, reference_steps=args.reference_steps, sample_kwargs=kw, progress=report)
+    assert parse_plan(res.plan.to_text()) == res.plan
+    out = {"model": args.model, "model_kind": problem.model_kind, "nfe_budget": args.nfe, **res.to_dict()}
+    with open(args.out, "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=1, allow_nan=False)
+    print(f"searched {args.model} at NFE {args.nfe} in {res.seconds:.1f} s ({res.evaluations} evaluations, "
+          f"{res.model_calls} model calls): RMSE {res.fitness:.4g}; wrote {args.out}")
+    print("plan:\n  " + res.plan.to_text().replace("\n", "\n  "))
+    print("sigmas: " + ", ".join(f"{v:.4g}" for v in res.sigmas.tolist()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""Measured order of accuracy of the step methods on an analytic model (exact Gaussian-mixture denoiser).
+
+The error of a run (max abs, float64) against a tight DOP853 solution of the probability-flow ODE
+dx/dsigma = (x - D(x, sigma))/sigma is fitted against the step count N = 8..64:
+slope of -log(error) vs log N = the method's order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+from sampler_core.loop import sample_plan
+from sampler_core.models.gmm import GaussianMixture
+
+NS = (8, 16, 32, 64)
+GMM = GaussianMixture.for_latent((2, 4, 4), n_components=3, seed=3)
+RANGES = {"eps": (20.0, 0.2), "flow": (0.98, 0.1)}
+
+
+_MU = GMM.means.reshape(GMM.means.shape[0], -1)  # [K, D]
+_S2 = GMM.stds**2
+_LOGPI = GMM.weights.log()
+
+
+def _exact_denoiser(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """E[x0 | a x0 + b eps = x] of the mixture (float64, softmax written out: tiny tensors, no thread pool)."""
+    xb = x.reshape(x.shape[0], -1)
+    a, b = a.reshape(-1, 1), b.reshape(-1, 1)
+    var = a**2 * _S2 + b**2  # [B, K]
+    d2 = (xb**2).sum(1, keepdim=True) - 2 * a * (xb @ _MU.T) + a**2 * (_MU**2).sum(1)
+    logits = _LOGPI - 0.5 * d2 / var - 0.5 * xb.shape[1] * var.log()
+    w = (logits - logits.max(1, keepdim=True).values).exp()
+    w = w / w.sum(1, keepdim=True)
+    gain = a * _S2 / var
+    return ((w * (1 - a * gain)) @ _MU + (w * gain).sum(1, keepdim=True) * xb).reshape(x.shape)
+
+
+def _denoise(kind: str):
+    def den(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).expand(x.shape[0])
+        return _exact_denoiser(x, torch.ones_like(s) if kind == "eps" else 1 - s, s)
+
+    return den
+
+
+def _schedule(kind: str, n: int) -> torch.Tensor:
+    """n steps uniform in the model's half-log-SNR (log sigma for eps), ending above 0."""
+    hi, lo = RANGES[kind]
+    if kind == "eps":
+        return torch.exp(torch.linspace(math.log(hi), math.log(lo), n + 1, dtype=torch.float64))
+    lam = torch.linspace(math.log((1 - hi) / hi), math.log((1 - lo) / lo), n + 1, dtype=torch.float64)
+    return torch.sigmoid(-lam)
+
+
+_CASES: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _case(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x at sigma_max, exact ODE solution at sigma_min)."""
+    if kind not in _CASES:
+        hi, lo = RANGES[kind]
+        g = torch.Generator().manual_seed(1)
+        x0 = torch.randn(2, 2, 4, 4, generator=g, dtype=torch.float64) * (hi if kind == "eps" else 1.0)
+        den = _denoise(kind)
+
+        def rhs(s, y):
+            x = torch.from_numpy(y).reshape(x0.shape)
+            return ((x - den(x, torch.full((2,), s, dtype=torch.float64))) / s).flatten().numpy()
+
+        sol = solve_ivp(rhs, (hi, lo), x0.flatten().numpy(), method="DOP853", rtol=1e-11, atol=1e-11)
+        assert sol.success
+        _CASES[kind] = (x0, torch.from_numpy(sol.y[:, -1]).reshape(x0.shape))
+    return _CASES[kind]
+
+
+def measured_order(plan: str, kind: str) -> tuple[float, list[float]]:
+    x0, ref = _case(kind)
+    den = _denoise(kind)
+    errs = []
+    for n in NS:
+        y = sample_plan(lambda x, s, **_: den(x, s), x0, _schedule(kind, n), plan=plan, model_kind=kind)
+        errs.append(float((y - ref).abs().max()))
+    slope = -np.polyfit(np.log(NS), np.log(errs), 1)[0]
+    return float(slope), errs
+
+
+@pytest.mark.parametrize(
+    "plan, lo, hi",
+    [
+        ("euler", 0.75, 1.25),
+        ("heun", 1.7, 2.3),
+        ("dpm_2", 1.7, 2.3),
+        ("dpmpp_2m", 1.7, 2.3),
+        ("uni_pc", 1.7, 2.3),
+        ("usf order=3 corrector=none", 2.6, 4.5),
+        ("usf order=3 corrector=unic", 2.6, 4.5),
+        ("usf order=3 pred=noise corrector=none", 2.6, 4.5),
+    ],
+)
+def test_measured_order_on_eps_gmm(plan, lo, hi):
+    slope, errs = measured_order(plan, "eps")
+    assert lo <= slope <= hi, f"{plan}: measured order {slope:.2f}, errors {errs}"
+    assert errs[-1] < errs[0]
+
+
+@pytest.mark.parametrize(
+    "plan, lo, hi",
+    [
+        ("euler", 0.75, 1.25),
+        ("heun", 1.7, 2.3),
+        ("usf order=2 corrector=none", 1.7, 2.3),
+        ("usf order=3 corrector=none", 2.6, 4.5),
+        ("usf order=3 corrector=unic", 2.6, 5.0),
+    ],
+)
+def test_measured_order_on_flow_gmm(plan, lo, hi):
+    slope, errs = measured_order(plan, "flow")
+    assert lo <= slope <= hi, f"{plan}: measured order {slope:.2f}, errors {errs}"
+
+
+def test_unic_corrector_lowers_the_error_at_no_extra_cost():
+    _, plain = measured_order("usf order=2 corrector=none", "eps")
+    _, corrected = measured_order("usf order=2 corrector=unic", "eps")
+    assert all(c < p for c, p in zip(corrected, plain, strict=True))
+
+
+def test_written_out_denoiser_is_the_builtin_gmm():
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 3
+    s = torch.tensor([2.5, 0.3], dtype=torch.float64)
+    assert torch.allclose(_denoise("eps")(x, s), GMM.denoise(x, s), atol=1e-12)
+    assert torch.allclose(_denoise("flow")(x / 3, s / 3), GMM.denoise_flow(x / 3, s / 3), atol=1e-12)
+
+
+def test_usf_is_exact_on_flow_where_t_minus_log_sigma_methods_are_not():
+    """Same NFE on a flow model: usf (true lambda) beats ComfyUI's dpmpp_2m (lambda = -log sigma) at order 2."""
+    _, usf = measured_order("usf order=2 corrector=none", "flow")
+    _, dpm = measured_order("dpmpp_2m", "flow")
+    assert usf[-1] < dpm[-1]
+
+
+def _error(plan: str, kind: str, n: int) -> float:
+    x0, ref = _case(kind)
+    den = _denoise(kind)
+    y = sample_plan(lambda x, s, **_: den(x, s), x0, _schedule(kind, n), plan=plan, model_kind=kind)
+    return float((y - ref).abs().max())
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_usf_order_1_is_the_ddim_euler_step_for_both_predictions(kind):
+    euler = _error("euler", kind, 16)
+    for pred in ("data", "noise"):
+        assert _error(f"usf order=1 pred={pred} corrector=none", kind, 16) == pytest.approx(euler, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_every_higher_order_usf_strategy_beats_euler(kind):
+    euler = _error("euler", kind, 16)
+    for order in (2, 3):
+        for pred in ("data", "noise"):
+            for deriv in ("full", "low"):
+                for corrector in ("none", "unic"):
+                    plan = f"usf order={order} pred={pred} deriv={deriv} corrector={corrector}"
+                    err = _error(plan, kind, 16)
+                    assert err < euler / 4, f"{plan}: error {err:.2e} vs euler {euler:.2e}"
