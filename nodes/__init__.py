@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
-from comfy_api.latest import ComfyExtension, io
-
-from . import ays_sigmas, ksampler, solver_mix, toy_model
+from . import ays_optimize, ays_sigmas, ksampler, search, solver_mix, toy_model
 
 # One feature per module; each module exports NODES.
 NODE_MODULES = [
     ksampler,
     solver_mix,
     ays_sigmas,
+    ays_optimize,
     toy_model,
+    search,
 ]
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import folder_paths
 
-from ..schedules.presets import AYSPreset, list_presets, matches_model
+from ..schedules.presets import AYSPreset, PresetError, list_presets, load_preset, matches_model
 
 log = logging.getLogger("sampler_scheduler")
 
@@ -23,8 +24,28 @@ def load_all() -> list[AYSPreset]:
     return presets
 
 
+def broken_files() -> dict[str, str]:
+    """Preset files that cannot be used, by file name without ``.json``: what is wrong with each."""
+    directory = Path(presets_dir())
+    if not directory.is_dir():
+        return {}
+    usable = {Path(p.source).resolve() for p in list_presets(directory)[0]}
+    out: dict[str, str] = {}
+    for path in sorted(directory.glob("*.json")):
+        if path.name.startswith(".tmp-") or path.resolve() in usable:
+            continue
+        try:
+            problem = f"AYS preset {path}: its name {load_preset(path).name!r} is already used by another file"
+        except PresetError as e:
+            problem = str(e)
+        out[path.stem] = problem
+    return out
+
+
 def preset_names() -> list[str]:
-    return [p.name for p in load_all()]
+    """Names of the saved presets, then the names of unusable files (selecting one explains the problem)."""
+    names = [p.name for p in load_all()]
+    return names + [stem for stem in broken_files() if stem not in names]
 
 
 def model_identity(model) -> dict:
@@ -46,4 +67,8 @@ def saved_for(model, steps: int, preset: str = "auto") -> dict[str, list[float]]
         chosen = sorted((p for p in presets if matches_model(p, ident)), key=lambda p: p.created)
     else:
         chosen = [p for p in presets if p.name == preset]
+        broken = broken_files() if not chosen else {}
+        if preset in broken:
+            raise ValueError(f"AYS preset {preset!r} cannot be used: {broken[preset]}. Fix or delete the file, or "
+                             "run the Align Your Steps Optimiser again to rewrite it")
     return {p.name: list(p.sigmas.get(steps) or p.sigmas[max(p.sigmas)]) for p in chosen}

@@ -1,0 +1,237 @@
+"""Solver-schedule search (S3) benchmark: searched plans vs the best ComfyUI sampler x scheduler, on held-out noise.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.bench_search [--quick] [--out benchmarks/search_results]
+
+For each built-in model (gmm-eps, gmm-flow, digits) and NFE 5 and 8:
+
+1. ComfyUI's built-in samplers x schedulers run on EVALUATION noise (seed ``EVAL_NOISE_SEED``) through real
+   ComfyUI, with bench_solvers' machinery (:class:`benchmarks.bench_solvers.ModelBench`: the float64
+   reference ODE solution from the same noise, the step count with counted model calls <= the NFE); the
+   best deterministic pair by RMSE to the reference is the baseline.
+2. ``sampler_core.search.search_plan`` searches on SEARCH noise (seed ``SEARCH_NOISE_SEED``, its own
+   reference run), never seeing the evaluation noise.
+3. The searched plan text + sigmas run unchanged as our Solver Mix sampler through ComfyUI on the evaluation
+   noise (model calls counted); its RMSE to the same reference is compared: ratio = searched / best ComfyUI.
+
+Predictor: the same search with and without the learned predictor (same seeds, same proposal mechanism),
+real evaluations until each run first reaches the final fitness of the run without the predictor.
+Torch runs on one thread. Writes ``<out>/results.json`` and ``benchmarks/SEARCH_RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = ("gmm-eps", "gmm-flow", "digits")
+NFES = (5, 8)
+SEARCH_NOISE_SEED = 0  # noise the search measures fitness on (and the search's own seed)
+EVAL_NOISE_SEED = 1000  # held-out noise of the comparison (never seen by the search)
+TARGET_RATIO = 0.6
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def bench_args(quick: bool) -> argparse.Namespace:
+    """Settings bench_solvers' ModelBench reads (its defaults; smaller in quick mode)."""
+    return argparse.Namespace(device="cpu", quick=quick, batch_gmm=128 if quick else 256,
+                              batch_digits=128 if quick else 256, n_dirs=64, ref_steps=0,
+                              ref_check_steps=50 if quick else 200)
+
+
+def run_model(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    from sampler_core import search as S
+
+    from .bench_solvers import ModelBench
+    from .metrics import rmse
+
+    bench = ModelBench(kind, bench_args(args.quick))
+    shape = tuple(bench.noise.shape[1:])
+    bench.noise = torch.randn((bench.batch, *shape), generator=torch.Generator().manual_seed(EVAL_NOISE_SEED))
+    bench.probe_noise = bench.noise[:1].clone()
+    bench.nfes = NFES
+    bench.setup_metrics()
+    bench.setup_reference()
+    t0 = time.perf_counter()
+    bench.run_comfy_grid()
+    grid_s = time.perf_counter() - t0
+    ms = bench.model.model_sampling
+    denoiser, _, _ = S.builtin_model(kind)
+    problem = S.Problem("flow" if bench.flow else "eps", bench.sigma_min, bench.sigma_max)
+    kw = {"flow_first_sigma": float(ms.percent_to_sigma(1e-4))} if bench.flow else {}
+    search_noise = torch.randn((args.search_batch, *shape), generator=torch.Generator().manual_seed(SEARCH_NOISE_SEED))
+    x_start = S.start_latents(problem, search_noise)
+    t0 = time.perf_counter()
+    ref = S.reference_run(denoiser, x_start, problem, args.search_ref_steps, kw)
+    ref_s = time.perf_counter() - t0
+    out: dict[str, Any] = {"info": bench.info, "grid_seconds": grid_s, "search_reference_seconds": ref_s, "nfe": {}}
+    for nfe in NFES:
+        det = [r for r in bench.records if r["family"] == "comfy" and r["nfe_target"] == nfe and not r["stochastic"]
+               and r.get("rmse") is not None and math.isfinite(r["rmse"]) and r.get("calls") is not None
+               and r["calls"] <= nfe]
+        best = min(det, key=lambda r: r["rmse"])
+        top5 = sorted(det, key=lambda r: r["rmse"])[:5]
+        cfg = S.SearchConfig(evaluations=args.evaluations)
+        t0 = time.perf_counter()
+        res = S.search_plan(denoiser, model_kind=problem.model_kind, sigma_min=problem.sigma_min,
+                            sigma_max=problem.sigma_max, nfe=nfe, x_start=x_start, ref=ref, config=cfg,
+                            seed=SEARCH_NOISE_SEED, sample_kwargs=kw)
+        search_s = time.perf_counter() - t0 + ref_s
+        text = res.plan.to_text()
+        sampler, _ = bench.ci.plan_sampler(text)
+        x, calls = bench.ci.run(bench.model, sampler, res.sigmas, bench.noise, seed=42)
+        ours = rmse(x, bench.ref)
+        rec = {
+            "plan": text, "sigmas": [float(v) for v in res.sigmas.tolist()], "nfe_plan": res.nfe,
+            "comfy_calls": calls, "rmse_eval": ours, "rmse_search_noise": res.fitness,
+            "dist_eval": bench.dist(x), "search_seconds": search_s, "evaluations": res.evaluations,
+            "best_comfy": {k: best[k] for k in ("name", "scheduler", "steps", "calls", "rmse", "dist")},
+            "top_comfy": [{k: r[k] for k in ("name", "scheduler", "steps", "calls", "rmse")} for r in top5],
+            "ratio": ours / best["rmse"], "baselines_search_noise": res.baselines,
+        }
+        log(f"[{kind}] NFE {nfe}: searched RMSE {ours:.4g} (calls {calls}) vs best ComfyUI {best['name']}/"
+            f"{best['scheduler']} {best['rmse']:.4g}: ratio {rec['ratio']:.3f}; search {search_s:.1f}s")
+        rec["predictor"] = predictor_comparison(S, denoiser, problem, nfe, x_start, ref, kw, args)
+        out["nfe"][str(nfe)] = rec
+    return out
+
+
+def predictor_comparison(S, denoiser, problem, nfe, x_start, ref, kw, args) -> dict[str, Any]:
+    """Same search with and without the predictor, per seed: real evaluations until the best fitness first
+    reaches the final fitness of the run without the predictor (its own evaluation count at the latest)."""
+    rows = []
+    for seed in range(args.predictor_seeds):
+        runs = {}
+        for use in (True, False):
+            cfg = S.SearchConfig(evaluations=args.predictor_evaluations, use_predictor=use)
+            t0 = time.perf_counter()
+            r = S.search_plan(denoiser, model_kind=problem.model_kind, sigma_min=problem.sigma_min,
+                              sigma_max=problem.sigma_max, nfe=nfe, x_start=x_start, ref=ref, config=cfg,
+                              seed=100 + seed, sample_kwargs=kw)
+            runs[use] = (r, time.perf_counter() - t0)
+        target = runs[False][0].fitness
+        rows.append({
+            "seed": 100 + seed, "target": target, "final_with": runs[True][0].fitness,
+            "evals_with": S.evals_to_reach(runs[True][0].history, target),
+            "evals_without": S.evals_to_reach(runs[False][0].history, target),
+            "seconds_with": runs[True][1], "seconds_without": runs[False][1],
+        })
+    reached = [r["evals_with"] for r in rows if r["evals_with"] is not None]
+    return {"runs": rows, "reached_with": len(reached), "n": len(rows),
+            "median_evals_with": statistics.median(r["evals_with"] if r["evals_with"] is not None
+                                                   else args.predictor_evaluations + 1 for r in rows),
+            "median_evals_without": statistics.median(r["evals_without"] for r in rows)}
+
+
+def fmt(v: float | None, d: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return f"{v:.{d}g}"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    meta = res["meta"]
+    lines = ["## Solver-schedule search (S3) results", "",
+             f"Measured by `{meta['command']}` on {meta['date']} ({meta['cpu']}, torch {meta['torch']}, "
+             f"{meta['threads']} torch thread; ComfyUI {meta['comfyui']}); wall time {meta['wall_s'] / 60:.1f} min. "
+             f"Search: {meta['evaluations']} real evaluations on {meta['search_batch']} noise samples "
+             f"(seed {SEARCH_NOISE_SEED}); evaluation: held-out noise (seed {EVAL_NOISE_SEED}), the batch below, "
+             "RMSE to bench_solvers' float64 reference ODE solution from the same noise. The searched plan runs "
+             "unchanged as our Solver Mix sampler through ComfyUI; 'calls' are counted model calls there.", "",
+             "| model | NFE | searched plan (segments) | RMSE searched | calls | best ComfyUI pair | RMSE best | "
+             f"ratio (target <= {TARGET_RATIO}) | search time |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for kind, m in res["models"].items():
+        for nfe, r in m["nfe"].items():
+            b = r["best_comfy"]
+            plan = " / ".join(r["plan"].splitlines())
+            ok = "yes" if r["ratio"] <= TARGET_RATIO else "NO"
+            lines.append(f"| {kind} (batch {m['info']['batch']}) | {nfe} | `{plan}` | {fmt(r['rmse_eval'])} | "
+                         f"{r['comfy_calls']} | `{b['name']}` / {b['scheduler']} ({b['steps']} steps) | "
+                         f"{fmt(b['rmse'])} | {r['ratio']:.3f} ({ok}) | {r['search_seconds']:.1f} s |")
+    lines += ["", "Searched sigmas:", ""]
+    for kind, m in res["models"].items():
+        for nfe, r in m["nfe"].items():
+            lines.append(f"- {kind}, NFE {nfe}: " + ", ".join(f"{v:.4g}" for v in r["sigmas"]))
+    lines += ["", "### The predictor cuts real evaluations", "",
+              "Same search (same seeds, same proposals) with and without the learned fitness predictor; per seed, "
+              "the real evaluations until the best fitness first reaches the FINAL fitness of the run without the "
+              "predictor (so 'without' is when that run found its best).", "",
+              f"{meta['predictor_evaluations']} real evaluations per run.", "",
+             "| model | NFE | seed | target RMSE | evals with predictor | evals without | final with predictor |",
+              "|---|---|---|---|---|---|---|"]
+    for kind, m in res["models"].items():
+        for nfe, r in m["nfe"].items():
+            for row in r["predictor"]["runs"]:
+                lines.append(f"| {kind} | {nfe} | {row['seed']} | {fmt(row['target'])} | "
+                             f"{row['evals_with'] if row['evals_with'] is not None else 'not reached'} | "
+                             f"{row['evals_without']} | {fmt(row['final_with'])} |")
+    lines += ["", "| model | NFE | reached with predictor | median evals with | median evals without |",
+              "|---|---|---|---|---|"]
+    for kind, m in res["models"].items():
+        for nfe, r in m["nfe"].items():
+            p = r["predictor"]
+            lines.append(f"| {kind} | {nfe} | {p['reached_with']}/{p['n']} | {p['median_evals_with']} | "
+                         f"{p['median_evals_without']} |")
+    d = res["models"].get("digits", {}).get("nfe", {}).get("5")
+    if d:
+        lines += ["", f"Search time for digits at NFE 5 on this CPU (one thread, reference run included): "
+                      f"{d['search_seconds']:.1f} s (target: under 10 minutes)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_search", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="benchmarks/search_results")
+    ap.add_argument("--quick", action="store_true", help="smaller batches, fewer evaluations and seeds")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--evaluations", type=int, default=None, help="real evaluations per search (600; quick 150)")
+    ap.add_argument("--search-batch", type=int, default=128, help="noise samples the search measures on")
+    ap.add_argument("--search-ref-steps", type=int, default=200, help="steps of the search's own reference run")
+    ap.add_argument("--predictor-seeds", type=int, default=None, help="seeds of the predictor comparison (3; quick 2)")
+    ap.add_argument("--predictor-evaluations", type=int, default=None,
+                    help="real evaluations per search of the predictor comparison (300; quick 100)")
+    ap.add_argument("--results-md", default=str(REPO / "benchmarks" / "SEARCH_RESULTS.md"))
+    args = ap.parse_args(argv)
+    args.evaluations = args.evaluations or (150 if args.quick else 600)
+    args.predictor_seeds = args.predictor_seeds or (2 if args.quick else 3)
+    args.predictor_evaluations = args.predictor_evaluations or (100 if args.quick else 300)
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    from . import comfy_inproc as ci
+
+    version = ci.load_comfy("cpu")
+    models = {}
+    for kind in args.models.split(","):
+        models[kind] = run_model(kind, args)
+    res = {"meta": {"command": "python -m benchmarks.bench_search" + (" --quick" if args.quick else ""),
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": platform.processor() or
+                    platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "comfyui": version, "wall_s": time.perf_counter() - t0, "evaluations": args.evaluations,
+                    "search_batch": args.search_batch, "predictor_evaluations": args.predictor_evaluations},
+           "models": models}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=1, allow_nan=True))
+    md = markdown(res)
+    Path(args.results_md).write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

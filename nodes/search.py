@@ -1,0 +1,164 @@
+"""Sampler Scheduler Search (S3): search a per-step plan + sigmas for this model, conditioning and NFE budget.
+
+The denoiser the search evaluates is the ComfyUI model under the given conditioning and cfg: the whole
+search runs inside one sampling call of ``comfy.samplers.CFGGuider`` (model loading, conditioning,
+CFG, model patches as for any sampler), as a KSAMPLER whose function receives ComfyUI's wrapped model
+``model(x, sigma, **extra_args) -> x0``. Results are saved as a named preset: the plan text and sigmas
+(``<user dir>/sampler_scheduler/plans/<name>.json``) and the sigmas as an AYS schedule preset named
+``searched-<name>`` that AYS Sigmas lists (by name only: ``auto`` never picks it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import tempfile
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import torch
+from comfy_api.latest import io
+
+from ..sampler_core.search import SearchConfig, SearchResult, search_plan
+from ..schedules.presets import AYSPreset, preset_filename, save_preset
+from . import presets_store
+from .comfy_sampler import comfy_noise_sampler, model_settings
+
+log = logging.getLogger("sampler_scheduler")
+
+PLAN_PRESET_FORMAT = "sampler-scheduler-plan"
+AYS_PREFIX = "searched-"
+
+
+def plans_dir() -> str:
+    """Folder of saved searched plans, next to the AYS schedules of :func:`presets_store.presets_dir`."""
+    return os.path.join(os.path.dirname(presets_store.presets_dir()), "plans")
+
+
+def ays_table(sigmas: torch.Tensor, sigma_min: float) -> list[float]:
+    """The searched sigmas as an AYS table (n + 1 positive values; AYS Sigmas puts the final 0 back)."""
+    sig = [float(v) for v in sigmas.tolist()[:-1]]
+    return sig + [sigma_min if sigma_min < sig[-1] else sig[-1] * 0.5]
+
+
+def save_search_preset(name: str, result: SearchResult, identity: dict, settings: dict, sigma_min: float) -> str:
+    """Write ``plans/<name>.json`` (plan text, plan JSON, sigmas, search record) and the AYS preset
+    ``searched-<name>``; returns the plan file's path."""
+    os.makedirs(plans_dir(), exist_ok=True)
+    data = {"format": PLAN_PRESET_FORMAT, "version": 1, "name": name, "model": identity, "search": settings,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **result.to_dict()}
+    path = os.path.join(plans_dir(), preset_filename(name))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=plans_dir())
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    n = len(result.sigmas) - 1
+    save_preset(presets_store.presets_dir(), AYSPreset(
+        name=AYS_PREFIX + name, model={"searched_for": identity},
+        conditioning={"source": "Sampler Scheduler Search", "plan": result.plan.to_text(), **settings},
+        sigmas={n: ays_table(result.sigmas, sigma_min)}))
+    return path
+
+
+def run_search(model, positive, negative, cfg: float, latent: dict, nfe: int, evaluations: int, seed: int,
+               batch: int, reference_steps: int) -> tuple[SearchResult, float]:
+    """The search on ComfyUI's model under this conditioning and cfg (see the module docstring)."""
+    shape = comfy.sample.fix_empty_latent_channels(model, latent["samples"]).shape
+    lat = torch.zeros((batch, *shape[1:]), dtype=torch.float32)
+    noise = comfy.sample.prepare_noise(lat, seed)
+    ms = model.get_model_object("model_sampling")
+    sigma_min, sigma_max = float(ms.sigma_min), float(ms.sigma_max)
+    pbar = comfy.utils.ProgressBar(evaluations)
+    out: dict = {}
+
+    def progress(row: dict, total: int) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        pbar.update_absolute(row["eval"], total)
+
+    def search_fn(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
+        extra = extra_args or {}
+        settings = model_settings(model_k)
+        kind = settings.pop("model_kind")
+
+        def denoiser(xx: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return model_k(xx, s, **extra)
+
+        out["result"] = search_plan(
+            denoiser, model_kind=kind, sigma_min=sigma_min, sigma_max=sigma_max, nfe=nfe, x_start=x,
+            config=SearchConfig(evaluations=evaluations), seed=seed, reference_steps=reference_steps,
+            sample_kwargs={"noise_sampler_factory": comfy_noise_sampler, **settings}, progress=progress,
+            step_hook=comfy.model_management.throw_exception_if_processing_interrupted)
+        return x
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    guider.sample(noise, lat, comfy.samplers.KSAMPLER(search_fn), torch.tensor([sigma_max, 0.0]),
+                  disable_pbar=True, seed=seed)
+    return out["result"], sigma_min
+
+
+class SamplerSchedulerSearch(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SamplerSchedulerSearch",
+            display_name="Sampler Scheduler Search (S3)",
+            category="sampling/custom_sampling/sampler_scheduler",
+            description=(
+                "Searches the per-step solver plan and the sigmas that best reproduce a high-step reference run "
+                "of this model (same conditioning and cfg) within an exact NFE budget. Connect 'plan' to the "
+                "plan input of the KSampler / Solver Mix and 'sigmas' to their sigmas; both are saved as a "
+                "named preset (the sigmas also appear in AYS Sigmas as 'searched-<name>')."
+            ),
+            inputs=[
+                io.Model.Input("model"),
+                io.Conditioning.Input("positive"),
+                io.Conditioning.Input("negative"),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Latent.Input("latent", tooltip="Only its shape is used (the size the plan is searched for)"),
+                io.Int.Input("nfe", default=6, min=1, max=100, tooltip="Model calls of the plan (met exactly)"),
+                io.Int.Input("evaluations", default=200, min=8, max=100000,
+                             tooltip="Search budget: sampling runs evaluated for real (each costs 'nfe' calls)"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
+                             tooltip="Seed of the search and of its noise samples (same seed, same result)"),
+                io.String.Input("preset_name", default="searched",
+                                tooltip="Saved as this name (empty: not saved)"),
+                io.Int.Input("batch", default=4, min=1, max=256, optional=True,
+                             tooltip="Noise samples the error is measured on"),
+                io.Int.Input("reference_steps", default=100, min=10, max=2000, optional=True,
+                             tooltip="Steps of the reference run (usf order 3) the plans are compared with"),
+            ],
+            outputs=[io.String.Output(display_name="plan"), io.Sigmas.Output(display_name="sigmas")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, cfg, latent, nfe, evaluations, seed, preset_name, batch=4,
+                reference_steps=100) -> io.NodeOutput:
+        result, sigma_min = run_search(model, positive, negative, cfg, latent, nfe, evaluations, seed, batch,
+                                       reference_steps)
+        text = result.plan.to_text()
+        best_base = min((v for v in result.baselines.values()), default=float("nan"))
+        msg = (f"NFE {result.nfe}, {len(result.sigmas) - 1} steps: RMSE to the reference {result.fitness:.4g} "
+               f"(best single method on Karras: {best_base:.4g}); {result.evaluations} evaluations, "
+               f"{result.seconds:.1f} s")
+        name = preset_name.strip()
+        if name:
+            settings = {"nfe": nfe, "evaluations": evaluations, "seed": seed, "cfg": cfg, "batch": batch,
+                        "reference_steps": reference_steps, "latent_shape": list(latent["samples"].shape[1:])}
+            path = save_search_preset(name, result, presets_store.model_identity(model), settings, sigma_min)
+            msg += f"; saved {path} and AYS preset {AYS_PREFIX + name!r}"
+        log.info("Sampler Scheduler Search: %s; plan: %s", msg, text.replace("\n", " | "))
+        return io.NodeOutput(text, result.sigmas.clone(), ui={"text": [msg + "\n" + text]})
+
+
+NODES = [SamplerSchedulerSearch]

@@ -1,0 +1,161 @@
+"""Align Your Steps Optimiser node, in-process on real ComfyUI 0.3.75 and 0.9.2 (built-in models)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import comfy_helpers
+
+SMALL = {"budget": 3000, "samples": 8, "reference_steps": 10, "max_batch": 1024}
+
+
+@pytest.fixture
+def user_dir(comfy_root, tmp_path):
+    """ComfyUI's user directory pointed at a fresh temporary folder for one test."""
+    import folder_paths
+
+    old = folder_paths.get_user_directory()
+    folder_paths.set_user_directory(str(tmp_path / "user"))
+    yield tmp_path / "user"
+    folder_paths.set_user_directory(old)
+
+
+@pytest.fixture(scope="module")
+def nodes_mod(pack):
+    return pack.nodes
+
+
+def optimise(nodes_mod, model, name: str, steps: str = "10", data=None, cfg: float = 1.0, **kw):
+    cond = comfy_helpers.empty_conditioning()
+    args = dict(SMALL, **kw)
+    node = nodes_mod.ays_optimize.SamplerSchedulerAYSOptimize
+    out = node.execute(model, cond, cond, cfg, {"samples": torch.zeros(1, 4, 8, 8)}, steps, args["budget"], 7,
+                       name, args["samples"], args["reference_steps"], args["max_batch"], data=data)
+    return out.result[0], out.ui
+
+
+def ays_node(nodes_mod, model, preset: str, steps: int = 10) -> torch.Tensor:
+    return nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas.execute(model, preset, steps, 1.0).result[0]
+
+
+def combo_options(nodes_mod) -> list[str]:
+    schema = nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas.define_schema()
+    return next(i for i in schema.inputs if i.id == "preset").options
+
+
+@pytest.mark.parametrize("kind", ["gmm-eps", "gmm-flow"])
+def test_optimiser_saves_a_preset_that_the_ays_node_lists_and_uses(nodes_mod, user_dir, kind):
+    from sampler_scheduler_pack.schedules.presets import load_preset
+
+    model = comfy_helpers.make_toy_model(kind)
+    ms = model.get_model_object("model_sampling")
+    sigmas, ui = optimise(nodes_mod, model, f"toy {kind}")
+    assert sigmas.shape == (11,) and sigmas[-1] == 0 and bool((sigmas[1:] < sigmas[:-1]).all())
+    assert sigmas[0].item() == pytest.approx(float(ms.sigma_max), rel=1e-5)  # flow: s = 1; eps: 14.61
+    path = user_dir / "sampler_scheduler" / "ays_schedules" / f"toy_{kind}.json"
+    preset = load_preset(path)
+    assert preset.name == f"toy {kind}" and preset.model["builtin"] == kind
+    assert sorted(preset.sigmas) == [10, 20, 40]  # 10 optimised, 20 and 40 interpolated
+    assert preset.conditioning["optimised_steps"] == [10] and preset.conditioning["interpolated_steps"] == [20, 40]
+    assert preset.conditioning["model_evaluations"] <= SMALL["budget"]
+    hist = preset.klub_history[10]
+    assert all(b <= a for a, b in zip(hist[:-1], hist[1:], strict=True)) and hist[-1] < hist[0]
+    assert preset.sigmas[10][-1] == pytest.approx(float(ms.sigma_min), rel=1e-4)
+    assert "saved preset" in ui["text"][0]
+    # the AYS Sigmas node offers it (options are computed when the schema is built) and uses it
+    assert f"toy {kind}" in combo_options(nodes_mod)
+    assert torch.equal(ays_node(nodes_mod, model, f"toy {kind}"), sigmas)
+    assert torch.equal(ays_node(nodes_mod, model, "auto"), sigmas)  # auto: the saved schedule for this model
+
+
+def test_optimiser_uses_real_data_and_subdivides_to_20_steps(nodes_mod, user_dir):
+    from sampler_scheduler_pack.sampler_core.models.gmm import for_latent_cached
+    from sampler_scheduler_pack.schedules.presets import load_preset
+
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    data = for_latent_cached((4, 8, 8)).sample(32, torch.Generator().manual_seed(1)).float()
+    sigmas, _ = optimise(nodes_mod, model, "real-data", steps="20", data={"samples": data}, budget=6000,
+                         cfg=3.0)  # cond and uncond batched through ComfyUI's CFG path
+    assert sigmas.shape == (21,)
+    preset = load_preset(user_dir / "sampler_scheduler" / "ays_schedules" / "real-data.json")
+    assert preset.conditioning["optimised_steps"] == [10, 20]
+    assert preset.conditioning["reference_evaluations"] == 0 and "encoded images" in preset.conditioning["data"]
+    assert preset.conditioning["cfg"] == 3.0 and preset.conditioning["positive"][0]["shape"] == [1, 1, 8]
+    # subdivision keeps every 10-step point and only moves the new ones
+    assert preset.sigmas[20][0::2] == pytest.approx(preset.sigmas[10], rel=1e-12)
+
+
+def test_cancel_stops_the_optimiser_within_one_model_call_and_saves_nothing(nodes_mod, user_dir):
+    import comfy.model_management
+
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    calls = {"n": 0, "after": 0}
+
+    def hook(_module, _args, _kwargs):
+        calls["n"] += 1
+        if calls["n"] == 20:  # in the KLUB search (the reference run takes 10 calls)
+            comfy.model_management.interrupt_current_processing(True)
+        elif calls["n"] > 20:
+            calls["after"] += 1
+
+    handle = model.model.diffusion_model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            optimise(nodes_mod, model, "cancelled", max_batch=64)
+    finally:
+        handle.remove()
+        comfy.model_management.interrupt_current_processing(False)
+    assert calls["after"] == 0
+    assert not (user_dir / "sampler_scheduler" / "ays_schedules" / "cancelled.json").exists()
+
+
+def test_corrupt_or_hand_edited_preset_gives_a_clear_error_and_keeps_the_list(nodes_mod, user_dir):
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    optimise(nodes_mod, model, "good", budget=2000)
+    folder = user_dir / "sampler_scheduler" / "ays_schedules"
+    (folder / "broken.json").write_text('{"format": "sampler-scheduler-ays-schedule", "version": 1,')
+    edited = json.loads((folder / "good.json").read_text())
+    edited["name"] = "edited"
+    edited["sigmas"]["10"][3] = edited["sigmas"]["10"][2] * 2  # no longer decreasing
+    (folder / "edited.json").write_text(json.dumps(edited))
+    options = combo_options(nodes_mod)
+    assert {"auto", "SD1", "good", "broken", "edited"} <= set(options)
+    with pytest.raises(ValueError, match=r"broken\.json: is not valid JSON"):
+        ays_node(nodes_mod, model, "broken")
+    with pytest.raises(ValueError, match=r"edited\.json: .*not strictly decreasing"):
+        ays_node(nodes_mod, model, "edited")
+    assert ays_node(nodes_mod, model, "good").shape == (11,)  # the good preset still works
+
+
+@pytest.mark.parametrize("name", ["", "../evil", "a/b", ".hidden", "auto", "SDXL", "trailing ", "x" * 65])
+def test_optimiser_rejects_unsafe_or_reserved_preset_names_before_any_work(nodes_mod, user_dir, name):
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    with pytest.raises(ValueError, match="preset name"):
+        optimise(nodes_mod, model, name)
+    assert not (user_dir / "sampler_scheduler").exists()
+
+
+def test_optimiser_rejects_a_budget_below_one_evaluation_of_the_start(nodes_mod, user_dir):
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    with pytest.raises(ValueError, match="budget 1000 is too small"):
+        optimise(nodes_mod, model, "tiny", steps="40", budget=1000, samples=16)
+
+
+def test_optimiser_progress_bar_advances_to_its_total(nodes_mod, user_dir):
+    import comfy.utils
+
+    seen: list[tuple[int, int]] = []
+    old = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview=None, node_id=None: seen.append((value,
+                                                                                                           total)))
+    try:
+        optimise(nodes_mod, comfy_helpers.make_toy_model("gmm-eps"), "progress")
+    finally:
+        comfy.utils.set_progress_bar_global_hook(old)
+    total = SMALL["samples"] * SMALL["reference_steps"] + SMALL["budget"]  # reference run + search budget
+    assert len(seen) >= 2 and all(t == total for _, t in seen)
+    values = [v for v, _ in seen]
+    assert values == sorted(values) and values[-1] == total and values[0] < total
