@@ -33,13 +33,13 @@ import math
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from benchmarks.workers import log, run_workers
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("gmm-eps", "gmm-flow", "digits")
@@ -51,10 +51,6 @@ STEPS = 10
 OPT_SEED = 0  # KLUB samples (data draws, noises, t uniforms) of the optimisation
 EVAL_SEEDS = (1001, 1002, 1003)  # evaluation noise and sampler seeds: never used while optimising
 SHAPE = {"gmm-eps": (4, 8, 8), "gmm-flow": (4, 8, 8), "digits": (4, 4, 4)}
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- optimisation (pure, no ComfyUI)
@@ -394,28 +390,10 @@ def main(argv: list[str] | None = None) -> None:
     passthrough = ["--samples", str(args.samples), "--batch-gmm", str(args.batch_gmm), "--batch-digits",
                    str(args.batch_digits), "--n-dirs", str(args.n_dirs)] + (["--quick"] if args.quick else [])
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    pending = sorted(models, key=lambda m: m != "digits")  # the slowest first
-    running: dict[str, tuple] = {}
-    parts: dict[str, Path] = {}
-    while pending or running:
-        while pending and len(running) < max(1, args.jobs):
-            m = pending.pop(0)
-            parts[m] = out / f"ays_part_{m}.json"
-            parts[m].unlink(missing_ok=True)
-            logf = (out / "logs" / f"ays_{m}.log").open("w")
-            cmd = [sys.executable, "-m", "benchmarks.bench_ays", "--worker", m, "--part", str(parts[m])]
-            running[m] = (subprocess.Popen(cmd + passthrough, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT,
-                                           env=env), logf, time.perf_counter())
-            log(f"started {m} (log: {out / 'logs' / f'ays_{m}.log'})")
-        time.sleep(1.0)
-        for m in list(running):
-            proc, logf, t_start = running[m]
-            if proc.poll() is not None:
-                logf.close()
-                del running[m]
-                if proc.returncode != 0 or not parts[m].is_file():
-                    raise SystemExit(f"{m} failed (rc {proc.returncode}); see {out / 'logs' / f'ays_{m}.log'}")
-                log(f"finished {m} in {time.perf_counter() - t_start:.0f} s")
+    order = sorted(models, key=lambda m: m != "digits")  # the slowest first
+    parts, failures = run_workers("benchmarks.bench_ays", order, out, passthrough, env, args.jobs, prefix="ays_")
+    if failures:
+        raise SystemExit("; ".join(f"{m}: {msg}" for m, msg in failures.items()))
     infos, records = {}, []
     for m in models:
         part = json.loads(parts[m].read_text())

@@ -37,13 +37,14 @@ import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from benchmarks.workers import log, run_workers
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("gmm-eps", "gmm-flow", "digits")
@@ -89,10 +90,6 @@ NAMED = [("comfy", "euler"), ("comfy", "heun"), ("comfy", "dpmpp_2m"), ("comfy",
 PLOT_COMFY = ("euler", "heun", "dpmpp_2m", "uni_pc", "deis", "ipndm", "res_multistep", "euler_ancestral",
               "dpmpp_2m_sde", "dpmpp_sde", "er_sde")
 PLOT_OURS = ("usf", "usf order=2 corrector=none", "40% dpmpp_2m_sde eta=1 / * dpmpp_2m", "30% usf eta=1 / * usf")
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- reference ODE solution
@@ -795,31 +792,6 @@ def device_desc(device: str) -> str:
     return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1 torch thread per worker"
 
 
-def _run_workers(pending: list[str], running: dict, parts: dict[str, Path], failures: dict[str, str], out: Path,
-                 passthrough: list[str], env: dict[str, str], jobs: int) -> None:
-    """Run one worker process per model, ``jobs`` at a time; fills ``running``/``parts``/``failures``."""
-    while pending or running:
-        while pending and len(running) < max(1, jobs):
-            m = pending.pop(0)
-            parts[m] = out / f"part_{m}.json"
-            parts[m].unlink(missing_ok=True)
-            logf = (out / "logs" / f"{m}.log").open("w")
-            cmd = [sys.executable, "-m", "benchmarks.bench_solvers", "--worker", m, "--part", str(parts[m])]
-            running[m] = (subprocess.Popen(cmd + passthrough, cwd=REPO, stdout=logf, stderr=subprocess.STDOUT,
-                                           env=env), logf, time.perf_counter())
-            log(f"started {m} (log: {out / 'logs' / f'{m}.log'})")
-        time.sleep(1.0)
-        for m in list(running):
-            proc, logf, t0 = running[m]
-            if proc.poll() is not None:
-                logf.close()
-                del running[m]
-                status = "ok" if proc.returncode == 0 and parts[m].is_file() else f"FAILED (rc {proc.returncode})"
-                if status != "ok":
-                    failures[m] = status
-                log(f"finished {m}: {status} in {time.perf_counter() - t0:.0f}s")
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="benchmarks/results", help="output folder (JSON, CSV, PNG)")
@@ -877,18 +849,9 @@ def main(argv: list[str] | None = None) -> None:
                    "--ref-check-steps", str(args.ref_check_steps)] + (["--quick"] if q else [])
     # Workers: one process per model, --jobs at a time (the slowest, digits, first).
     order = sorted(models, key=lambda m: m != "digits")
-    pending = list(order)
-    running: dict[str, tuple[subprocess.Popen, Any, float]] = {}
-    parts: dict[str, Path] = {}
-    failures: dict[str, str] = {}
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1" if args.device == "cpu" else
            os.environ.get("OMP_NUM_THREADS", "")}
-    try:
-        _run_workers(pending, running, parts, failures, out, passthrough, env, args.jobs)
-    finally:
-        for proc, logf, _t in running.values():  # interrupted: stop our workers
-            proc.terminate()
-            logf.close()
+    parts, failures = run_workers("benchmarks.bench_solvers", order, out, passthrough, env, args.jobs)
     results: dict[str, Any] = {"models": {}, "records": [], "parity": []}
     for m in order:
         if m in failures:
