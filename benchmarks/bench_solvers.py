@@ -103,10 +103,12 @@ def karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> list
 
 def reference_sigmas(n: int, sigma_min: float, sigma_max: float, flow: bool) -> list[float]:
     """n sigmas for the reference solve: Karras (rho 7) in VE sigma; for a flow model Karras in the VE-equivalent
-    sigma s / (1 - s) up to 100, mapped back (s = v / (1 + v)) after s = 1, so the high-noise half is resolved too."""
+    sigma s / (1 - s) up to 1e4 (s = 0.9999), mapped back (s = v / (1 + v)) after s = 1, so the high-noise end is
+    resolved too (with an upper end of 100 the single first step 1 -> 0.99 put samples near a component boundary
+    into the wrong component, an error the N-vs-2N check cannot see)."""
     if not flow:
         return karras(n, sigma_min, sigma_max)
-    v = karras(n - 1, sigma_min / (1 - sigma_min), 100.0)
+    v = karras(n - 1, sigma_min / (1 - sigma_min), 1e4)
     return [1.0] + [a / (1 + a) for a in v]
 
 

@@ -167,3 +167,111 @@ def test_every_higher_order_usf_strategy_beats_euler(kind):
                     plan = f"usf order={order} pred={pred} deriv={deriv} corrector={corrector}"
                     err = _error(plan, kind, 16)
                     assert err < euler / 4, f"{plan}: error {err:.2e} vs euler {euler:.2e}"
+
+
+# ---- flow model from sigma = 1 (lambda = -inf) to sigma = 0, as ComfyUI's beta / simple schedules on flow models
+
+
+def _flow_full_schedule(n: int, shape: str = "cosine") -> torch.Tensor:
+    """n steps 1 -> 0. cosine: s = (1 + cos(pi u)) / 2, clustered at both ends like ComfyUI's beta schedule.
+    lambda: 1, then n - 2 uniform steps in lambda over [-L, L] with L = 2 log n (so every step shrinks as n
+    grows and the first step's error from s = 1 is O(e^(-2L))), then 0."""
+    if shape == "cosine":
+        u = torch.arange(n + 1, dtype=torch.float64) / n
+        s = 0.5 * (1.0 + torch.cos(math.pi * u))
+    else:
+        big_l = 2.0 * math.log(n)
+        s = torch.cat([torch.ones(1, dtype=torch.float64),
+                       torch.sigmoid(-torch.linspace(-big_l, big_l, n - 1, dtype=torch.float64)),
+                       torch.zeros(1, dtype=torch.float64)])
+    s[0], s[-1] = 1.0, 0.0
+    return s
+
+
+def _flow_full_error(plan: str, n: int, shape: str = "cosine", batch: int = 4) -> float:
+    """Max abs error against D(x*(s_last), s_last), x* the DOP853 solution from pure noise at s = 1."""
+    sig = _flow_full_schedule(n, shape)
+    s_last = float(sig[-2])
+    g = torch.Generator().manual_seed(11)
+    x1 = torch.randn(batch, 2, 4, 4, generator=g, dtype=torch.float64)
+    den = _denoise("flow")
+    key = ("flow-full", n, shape, batch)
+    if key not in _CASES:
+        def rhs(s, y):
+            x = torch.from_numpy(y).reshape(x1.shape)
+            return ((x - den(x, torch.full((batch,), s, dtype=torch.float64))) / s).flatten().numpy()
+
+        sol = solve_ivp(rhs, (1.0, s_last), x1.flatten().numpy(), method="DOP853", rtol=1e-10, atol=1e-10)
+        assert sol.success
+        xs = torch.from_numpy(sol.y[:, -1]).reshape(x1.shape)
+        _CASES[key] = (x1, den(xs, torch.full((batch,), s_last, dtype=torch.float64)))
+    _, ref = _CASES[key]
+    y = sample_plan(lambda x, s, **_: den(x, s), x1.clone(), sig, plan=plan, model_kind="flow")
+    return float((y - ref).abs().max())
+
+
+def test_unic_corrector_helps_on_flow_from_sigma_1_to_0():
+    """UniC on a flow model over the whole range 1 -> 0 (first step from lambda = -inf, last to lambda = +inf):
+    the corrected run is more accurate than the uncorrected one at the same NFE, for order 2 and 3."""
+    for order in (2, 3):
+        for n in (24, 48):
+            corrected = _flow_full_error(f"usf order={order} corrector=unic", n)
+            plain = _flow_full_error(f"usf order={order} corrector=none", n)
+            assert corrected < plain, f"order {order}, {n} steps: unic {corrected:.2e} vs none {plain:.2e}"
+
+
+@pytest.mark.parametrize("plan, lo", [("usf order=3 corrector=unic", 2.5), ("usf order=3 corrector=none", 1.9),
+                                      ("usf order=2 corrector=unic", 2.0), ("usf order=2 corrector=none", 1.6)])
+def test_measured_order_on_flow_from_sigma_1_to_0(plan, lo):
+    ns = (12, 24, 48)
+    errs = [_flow_full_error(plan, n, "lambda") for n in ns]
+    slope = -np.polyfit(np.log(ns), np.log(errs), 1)[0]
+    assert slope >= lo, f"{plan}: measured order {slope:.2f}, errors {errs}"
+
+
+# ---- lower_order_final (short runs)
+
+
+def _karras_to_zero(n: int, hi: float, lo: float) -> torch.Tensor:
+    """Karras rho = 7: n - 1 steps hi -> lo, then the final step to 0 (ComfyUI's karras scheduler shape)."""
+    r = torch.linspace(0, 1, n, dtype=torch.float64)
+    s = (hi ** (1 / 7) + r * (lo ** (1 / 7) - hi ** (1 / 7))) ** 7
+    return torch.cat([s, torch.zeros(1, dtype=torch.float64)])
+
+
+def test_lower_order_final_caps_the_order_by_the_steps_left():
+    from sampler_core.methods._base import Schedule
+    from sampler_core.methods.usf import USF
+
+    to_zero = Schedule([5.0, 2.0, 1.0, 0.5, 0.1, 0.0], "eps")  # 5 steps, the last is the final denoise
+    assert [USF.final_order_cap(to_zero, i, "true") for i in range(5)] == [4, 3, 2, 1, 1]
+    assert [USF.final_order_cap(to_zero, i, "auto") for i in range(5)] == [4, 3, 2, 1, 1]
+    assert [USF.final_order_cap(to_zero, i, "false") for i in range(5)] == [3] * 5
+    open_end = Schedule([5.0, 2.0, 1.0, 0.5], "eps")
+    assert [USF.final_order_cap(open_end, i, "true") for i in range(3)] == [3, 2, 1]
+    long = Schedule([float(v) for v in _karras_to_zero(12, 20.0, 0.2)], "eps")
+    assert {USF.final_order_cap(long, i, "auto") for i in range(12)} == {3}  # auto: only below 10 steps
+    assert USF.final_order_cap(long, 10, "true") == 1
+
+
+def _karras_error(plan: str, n: int) -> float:
+    """Max abs error of a karras run 20 -> 0.2 -> 0 vs D(x*(0.2), 0.2), x* the DOP853 solution."""
+    x0, ref_x = _case("eps")
+    den = _denoise("eps")
+    ref = den(ref_x, torch.full((x0.shape[0],), 0.2, dtype=torch.float64))
+    y = sample_plan(lambda x, s, **_: den(x, s), x0, _karras_to_zero(n, 20.0, 0.2), plan=plan, model_kind="eps")
+    return float((y - ref).abs().max())
+
+
+def test_lower_order_final_auto_is_on_below_10_steps_and_off_above():
+    assert _karras_error("usf", 6) == _karras_error("usf lower_order_final=true", 6)
+    assert _karras_error("usf", 6) != _karras_error("usf lower_order_final=false", 6)
+    assert _karras_error("usf", 12) == _karras_error("usf lower_order_final=false", 12)
+    assert _karras_error("usf", 12) != _karras_error("usf lower_order_final=true", 12)
+
+
+@pytest.mark.parametrize("n", [5, 6, 7])
+def test_lower_order_final_lowers_the_error_of_short_karras_runs(n):
+    capped = _karras_error("usf lower_order_final=true", n)
+    full = _karras_error("usf lower_order_final=false", n)
+    assert capped < full, f"{n} steps: lower_order_final {capped:.3e} vs full order {full:.3e}"

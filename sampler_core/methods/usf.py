@@ -14,6 +14,14 @@ takes each k-th derivative from the k+1 nearest points (divided differences). ``
 UniC-style corrector that repeats the update at order + 1 with the next step's evaluation
 (taken at the predicted point) once it exists: no extra model call.
 Exact on flow (CONST) models, where ComfyUI's t = -log sigma methods are not.
+
+A step to sigma 0 (lambda = +inf) returns D itself: the Taylor terms of the data-prediction
+update diverge as h -> inf, and the target x0 is D at the last sigma. ``lower_order_final``
+caps the order on the last steps of a short run as DPM-Solver / UniPC do (Lu et al. 2022,
+arXiv 2211.01095; Zhao et al. 2023): a step k steps before the last nonzero sigma uses order
+<= k + 1, so the last solver step is first order and extrapolated derivatives over the
+largest, most uneven final lambda steps are not used. ``auto`` applies it below 10 steps
+(DPM-Solver's rule; longer runs keep their full order), ``true`` always, ``false`` never.
 """
 
 from __future__ import annotations
@@ -56,6 +64,11 @@ DERIV = OptionSpec("deriv", str, "full", "derivative estimate: full (all points)
                    choices=("full", "low"))
 CORRECTOR = OptionSpec("corrector", str, "unic", "unic: corrector reusing the next evaluation (no extra NFE)",
                        choices=("none", "unic"))
+LOWER_ORDER_FINAL = OptionSpec(
+    "lower_order_final", str, "auto",
+    "cap the order on the last steps (order <= steps left to the last nonzero sigma); auto: below 10 steps",
+    choices=("auto", "true", "false"))
+LOWER_ORDER_FINAL_BELOW = 10  # ``auto``: runs with fewer steps than this (DPM-Solver's multistep rule)
 USF_ETA = OptionSpec("eta", float, 0.0, "SDE strength (data prediction only): 0 = ODE", min=0.0, max=100.0)
 USF_S_NOISE = OptionSpec("s_noise", float, 1.0, "scale of the injected noise", min=0.0, max=100.0)
 
@@ -67,7 +80,7 @@ class USF(StepMethod):
     order = 3
     history = 2
     stochastic = True
-    options = (ORDER, PRED, DERIV, CORRECTOR, USF_ETA, USF_S_NOISE)
+    options = (ORDER, PRED, DERIV, CORRECTOR, USF_ETA, USF_S_NOISE, LOWER_ORDER_FINAL)
     noise_kind = "brownian"
 
     @classmethod
@@ -97,7 +110,7 @@ class USF(StepMethod):
             if not math.isfinite(lam_e) or len(usable) >= opts["order"] - 1:
                 break
             usable.append((lam_e - lam_s, e.x, e.denoised, e.sigma))
-        p = min(opts["order"], 1 + len(usable))
+        p = min(opts["order"], 1 + len(usable), cls.final_order_cap(ctx, i, opts["lower_order_final"]))
         base = (0.0, x, denoised, s)
         pts = [base] + usable[: p - 1]
         data = opts["pred"] == "data"
@@ -120,6 +133,19 @@ class USF(StepMethod):
 
             ctx.pending = correct
         return x_new
+
+    @staticmethod
+    def final_order_cap(sched, i: int, mode: str) -> int:
+        """Largest order step i may use under ``lower_order_final``: steps left to the last nonzero sigma.
+
+        With sigmas s_0 .. s_n (s_n = 0: the last step is the final denoise, not counted), step i
+        has k = (n - 1 - i) (or n - i when s_n > 0) solver steps left including itself; cap = k.
+        """
+        n = sched.n
+        if mode == "false" or (mode == "auto" and n >= LOWER_ORDER_FINAL_BELOW):
+            return 3
+        left = n - i - (1 if sched.sig[-1] == 0 else 0)
+        return max(1, left)
 
     @classmethod
     def _update(cls, ctx: StepContext, data: bool, a_x: float, coef: list[float], pts: list[tuple],
