@@ -12,6 +12,7 @@ import json
 import pytest
 
 from browser_support import ARTIFACTS, ConsoleLog, launch_browser
+from comfy_env import REPO
 
 pytestmark = pytest.mark.browser
 
@@ -351,3 +352,29 @@ def test_screenshot_of_a_node_with_its_plot(ui):
     assert path.stat().st_size > 10_000
     for method in ("dpmpp_2m_sde", "dpmpp_2m", "heun"):
         assert drawn_pixels(page, node_id, data["colours"][method]) > 10, method
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "example_workflows").glob("*.json")))
+def test_example_workflow_loads_in_the_frontend_without_missing_nodes(ui, name):
+    """Each shipped example loads in ComfyUI's frontend: every node type is registered and the graph converts
+    to a prompt with every node (widgets in the right slots)."""
+    page, log = ui
+    wf = json.loads((REPO / "example_workflows" / name).read_text())
+    result = page.evaluate("""async (wf) => {
+        await app.loadGraphData(structuredClone(wf), true, false, null);
+        const types = wf.nodes.map((n) => n.type);
+        const missing = types.filter((t) => !LiteGraph.registered_node_types[t]);
+        const loaded = app.graph._nodes.map((n) => n.type);
+        const prompt = await app.graphToPrompt();
+        const out = Object.values(prompt.output).map((n) => n.class_type);
+        const plan = app.graph._nodes.filter((n) => n.type.startsWith('SamplerScheduler'))
+            .map((n) => n.widgets?.find((w) => w.name === 'plan')?.value).filter((v) => v !== undefined);
+        app.graph.clear();
+        return {missing, loaded, out, plan};
+    }""", wf)
+    assert result["missing"] == [], f"{name}: node types unknown to the frontend: {result['missing']}"
+    assert sorted(result["loaded"]) == sorted(n["type"] for n in wf["nodes"])
+    assert sorted(result["out"]) == sorted(n["type"] for n in wf["nodes"])
+    expected_plans = [v for n in wf["nodes"] if n["type"].startswith("SamplerScheduler")
+                      for v in n["widgets_values"] if isinstance(v, str) and "\n" in v]
+    assert sorted(result["plan"]) == sorted(expected_plans)

@@ -80,12 +80,20 @@ def _flipped() -> dict:
             "9": {"class_type": "FlipSigmas", "inputs": {"sigmas": ["8", 0]}}}
 
 
+def _nan_first() -> dict:
+    """ComfyUI's SetFirstSigma with a NaN sigma (JSON's NaN literal passes its min/max validation)."""
+    return {"8": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "karras", "steps": 8,
+                                                             "denoise": 1.0}},
+            "9": {"class_type": "SetFirstSigma", "inputs": {"sigmas": ["8", 0], "sigma": float("nan")}}}
+
+
 ERROR_CASES = {
     "unknown_method": (small("40% dpmpp_2m\n* dpmpp_9000"), "dpmpp_9000"),
     "impossible_split": (small("6 euler\n6 dpmpp_2m"), "12"),
     "bad_option_value": (small("* dpmpp_2m_sde eta=lots"), "eta"),
     "empty_sigmas": (small("* euler", sigmas=_ays("SD1", denoise=0.0)), "empty"),
     "increasing_sigmas": (small("* euler", sigmas=_flipped()), "decreasing"),
+    "non_finite_sigmas": (small("* euler", sigmas=_nan_first()), "NaN"),
     "preset_does_not_fit": (small("* euler", sigmas=_ays("SVD")), "another kind of model"),
 }
 
