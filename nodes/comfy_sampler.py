@@ -15,7 +15,7 @@ import comfy.model_management
 import comfy.model_sampling
 import comfy.samplers
 
-from ..sampler_core.loop import sample_plan
+from ..sampler_core.loop import plan_nfe, sample_plan
 from ..sampler_core.plan import Plan
 
 log = logging.getLogger("sampler_scheduler")
@@ -52,8 +52,11 @@ def plan_sampler(plan: Plan) -> comfy.samplers.KSAMPLER:
             if callback is not None:
                 callback(info)
 
+        settings = model_settings(model)
+        log.info("Sampler Scheduler: %d steps, NFE %d; plan: %s", len(sigmas) - 1,
+                 plan_nfe(plan, sigmas, **settings), plan.to_text().replace("\n", " | "))
         return sample_plan(model, x, sigmas, extra_args=extra_args, callback=step_done, disable=disable,
-                           plan=plan, noise_sampler_factory=comfy_noise_sampler, **model_settings(model))
+                           plan=plan, noise_sampler_factory=comfy_noise_sampler, **settings)
 
     # ComfyUI's ddim sampler re-noises inpainting with a fresh seeded noise; a pure ddim plan does too.
     inpaint = {"random": True} if all(seg.method == "ddim" for seg in plan.segments) else {}

@@ -107,7 +107,6 @@ class SamplerSchedulerKSampler(io.ComfyNode):
                 return io.NodeOutput(latent_image.copy(), ui={"text": ["0 steps, NFE 0 (denoise 0)"]})
         out, nfe, text = run_plan(model, seed, cfg, plan, sig, positive, negative, latent_image)
         msg = f"{len(sig) - 1} steps, NFE {nfe} ({used})"
-        log.info("Sampler Scheduler KSampler: %s; plan: %s", msg, text.replace("\n", " | "))
         return io.NodeOutput(out, ui={"text": [msg]})
 
 

@@ -209,3 +209,16 @@ def test_ays_auto_on_models_without_a_table_maps_the_fallback_onto_their_sigma_r
         assert abs(float(sig[0]) - float(ms.sigma_max)) < 1e-5
         assert (sig[1:] < sig[:-1]).all()
         assert float(sig[-2]) >= float(ms.sigma_min) * 0.999
+
+
+def test_solver_mix_reports_the_nfe_of_its_run_in_the_console(nodes_mod, toy, caplog):
+    import logging
+
+    model = toy["gmm-eps"]
+    plan = nodes_mod.schedule_logic.parse_user_plan("2 heun\n* dpmpp_2m")
+    sigmas = comfy_helpers.model_sigmas(model, "karras", 6)
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with caplog.at_level(logging.INFO, logger="sampler_scheduler"):
+        comfy_helpers.run_comfy_sampler(model, nodes_mod.comfy_sampler.plan_sampler(plan), sigmas, noise)
+    # 2 heun steps (2 calls each) + 4 dpmpp_2m steps
+    assert any("6 steps, NFE 8" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
