@@ -13,10 +13,13 @@ estimate / corrector / eta, dpmpp_2m, uni_pc, heun, ...) and a sigma schedule gi
 
 Fitness: RMSE of the final sample to a high-NFE reference run from the same noise (any model, no data),
 or with ``data``, the sliced Wasserstein-2 distance of the samples to the data. Search: an evolutionary
-loop (tournament selection, crossover of per-step choices and knobs, mutation, budget repair) proposes
-candidates in stages; a kernel ridge regression predictor of log fitness on a feature encoding of the
-candidate, refit on all real evaluations after each stage, screens the proposals: of the children of
-one parent pair only the predicted best is evaluated for real (the paper's learned predictor). Deterministic for a seed.
+loop (tournament selection, crossover of per-step choices and knobs, mutation, random candidates, budget
+repair) proposes candidates in stages; a ridge regression predictor of log fitness on a feature encoding
+of the candidate (knobs and their products, per step the method and option values), refit on all real
+evaluations after each stage, screens each stage's proposals so that only the predicted best are
+evaluated for real (the paper's learned predictor; a kernel ridge and a k-NN predictor are options).
+The last ``refine_share`` of the evaluations is a local search from the best candidate (coordinate moves
+of the schedule knobs, then of each step's choice). Deterministic for a seed.
 
 Command for the built-in models: ``python -m sampler_core.search --model gmm-eps --nfe 5 --out plan.json``.
 """
@@ -256,7 +259,8 @@ def reference_run(denoiser: Denoiser, x_start: torch.Tensor, problem: Problem, s
                   sample_kwargs: dict | None = None) -> torch.Tensor:
     """High-accuracy probability-flow ODE solution from ``x_start``: ``usf`` (order 3, UniC, exact in the
     model's half-log-SNR) on :func:`reference_sigmas`."""
-    return sample_plan(_k_model(denoiser), x_start.clone(), reference_sigmas(problem, steps).to(x_start.dtype),
+    sig = reference_sigmas(problem, steps).to(x_start.device, x_start.dtype)
+    return sample_plan(_k_model(denoiser), x_start.clone(), sig,
                        extra_args={"seed": 0}, plan="usf", model_kind=problem.model_kind, **(sample_kwargs or {}))
 
 
@@ -335,6 +339,23 @@ class Ridge:
         return self.y_mean + (x - self.mu) @ self.coef
 
 
+class KNN:
+    """k-nearest-neighbour regression: the mean target of the k closest evaluated candidates (raw features)."""
+
+    def __init__(self, k: int = 5) -> None:
+        self.k = k
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> KNN:
+        self.x, self.y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        d2 = _sqdist(np.asarray(x, dtype=np.float64), self.x)
+        k = min(self.k, len(self.y))
+        idx = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        return self.y[idx].mean(axis=1)
+
+
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0)
 
@@ -345,13 +366,21 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @dataclass
 class SearchConfig:
     """Settings of the evolutionary search. ``evaluations``: real evaluations (sampling runs), the initial
-    population included; each stage refits the predictor and evaluates ``per_stage`` candidates, each the
-    predicted best of ``children`` proposals from one parent pair (``use_predictor=False``: the first one)."""
+    population included. Proposals: children of the elite (tournament, crossover, mutation) and a share of
+    random candidates. Each stage refits the predictor and evaluates the ``per_stage`` predicted best of
+    ``pool`` proposals (``pool=0``: per parent pair, the predicted best of ``children``); without the
+    predictor the first ``per_stage`` proposals are evaluated."""
 
     evaluations: int = 200
     initial: int = 24
     per_stage: int = 6
     children: int = 16  # proposals per parent pair the predictor picks one from
+    refine_share: float = 0.3  # share of the evaluations spent on local search from the best candidate
+    refine_step: float = 0.1  # first knob step of the local search (knobs are in [0, 1])
+    refine_min_step: float = 0.005
+    random_share: float = 0.3  # share of proposals drawn at random (not from the elite)
+    one_hot: bool = False  # ridge predictor: also a one-hot of the choice index per step
+    pool: int = 300  # > 0: the stage's ``per_stage`` predicted best of this many proposals (0: per parent pair)
     elite: int = 12
     use_predictor: bool = True
     stochastic: bool | None = None  # SDE choices in the space (default: only with data)
@@ -400,6 +429,7 @@ class _Searcher:
         self.history: list[dict[str, Any]] = []
         self.best: tuple[Candidate, float] | None = None
         self._feat: list[list[float]] | None = None
+        self._stalled = False
 
         def counted(x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
             self.calls += 1
@@ -410,19 +440,24 @@ class _Searcher:
     # ---- candidates
 
     def repair(self, steps: list[int]) -> tuple[int, ...]:
-        """Add or drop steps (or swap a 2-call choice for a 1-call one) until the NFE equals the budget."""
+        """Add or drop steps (or swap a 2-call choice for a 1-call one) until the NFE equals the budget.
+        New steps go before the last one (the last step to sigma 0 always takes one call)."""
         steps = list(steps) or [self.single[0]]
-        while steps_nfe(self.space, steps) > self.nfe:
-            multi = [i for i in range(len(steps) - 1) if self.space[steps[i]].calls() > 1]
-            if multi and self.rng.random() < 0.5:
-                steps[int(self.rng.choice(multi))] = int(self.rng.choice(self.single))
+        for _ in range(8 * self.nfe + 8):
+            cur = steps_nfe(self.space, steps)
+            if cur == self.nfe:
+                return tuple(steps)
+            if cur > self.nfe:
+                multi = [i for i in range(len(steps) - 1) if self.space[steps[i]].calls() > 1]
+                if multi and self.rng.random() < 0.5:
+                    steps[int(self.rng.choice(multi))] = int(self.rng.choice(self.single))
+                else:
+                    del steps[int(self.rng.integers(len(steps)))]
             else:
-                del steps[int(self.rng.integers(len(steps)))]
-        while steps_nfe(self.space, steps) < self.nfe:
-            j = int(self.rng.integers(len(steps) + 1))
-            near = steps[min(j, len(steps) - 1)] if steps else self.single[0]
-            steps.insert(j, near if self.space[near].calls() == 1 else int(self.rng.choice(self.single)))
-        return tuple(steps)
+                j = int(self.rng.integers(len(steps)))  # before the last step
+                near = steps[j]
+                steps.insert(j, near if self.space[near].calls() == 1 else int(self.rng.choice(self.single)))
+        return tuple([self.single[0]] * self.nfe)
 
     def random_candidate(self) -> Candidate:
         n = int(self.rng.integers(max(1, self.nfe // 2), self.nfe + 1))
@@ -489,10 +524,11 @@ class _Searcher:
         if self.cfg.predictor == "ridge":
             k = list(c.knobs)
             f += [a * b for i, a in enumerate(k[:N_FIXED_KNOBS]) for b in k[i:N_FIXED_KNOBS]]
-            hot = [0.0] * (self.nfe * len(self.space))
-            for i, j in enumerate(c.steps):
-                hot[i * len(self.space) + j] = 1.0
-            f += hot
+            if self.cfg.one_hot:
+                hot = [0.0] * (self.nfe * len(self.space))
+                for i, j in enumerate(c.steps):
+                    hot[i * len(self.space) + j] = 1.0
+                f += hot
         return f
 
     # ---- evaluation
@@ -506,7 +542,7 @@ class _Searcher:
             steps = [(self.space[i].method, self.space[i].opts) for i in c.steps]
             if plan_nfe(steps, sig, model_kind=self.problem.model_kind, **self._compat()) != self.nfe:
                 return math.inf
-            x = sample_plan(self.model, self.x_start.clone(), sig.to(self.x_start.dtype),
+            x = sample_plan(self.model, self.x_start.clone(), sig.to(self.x_start.device, self.x_start.dtype),
                             extra_args={"seed": self.seed}, callback=self._step_cb, plan=steps,
                             model_kind=self.problem.model_kind, **self.sample_kwargs)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
@@ -554,13 +590,21 @@ class _Searcher:
             if c.key() not in self.evaluated:
                 self.evaluate(c, 0)
         stage = 0
-        while len(self.order) < cfg.evaluations:
+        evolve_until = cfg.evaluations - int(cfg.refine_share * cfg.evaluations)
+        while len(self.order) < evolve_until:
             stage += 1
             finite = sorted([(f, i) for i, (_, f) in enumerate(self.order) if math.isfinite(f)])
             elite = [self.order[i][0] for _, i in finite[: cfg.elite]] or [self.random_candidate()]
-            want = min(cfg.per_stage, cfg.evaluations - len(self.order))
+            want = min(cfg.per_stage, evolve_until - len(self.order))
             predictor = self.fit_predictor() if cfg.use_predictor else None
             seen = set(self.evaluated)
+            if predictor is not None and cfg.pool > 0:  # stage-wide screening: the predicted best of a pool
+                pool = [c for _ in range(cfg.pool) for c in self.children(elite, 1, seen)]
+                pool = list({c.key(): c for c in pool}.values())
+                scores = predictor.predict(np.array([self.features(c) for c in pool]))
+                for j in np.argsort(scores, kind="stable")[:want]:
+                    self.evaluate(pool[int(j)], stage, float(math.exp(scores[int(j)])))
+                continue
             for _ in range(want):
                 group = self.children(elite, cfg.children if predictor is not None else 1, seen)
                 if predictor is None:
@@ -571,7 +615,69 @@ class _Searcher:
                     pick, pred = group[j], float(math.exp(scores[j]))
                 seen.add(pick.key())
                 self.evaluate(pick, stage, pred)
+        self.refine()
         return baselines
+
+    def refine(self) -> None:
+        """Local search from the best candidate with the remaining evaluations (history stage -1): coordinate
+        moves of the schedule knobs that shape its sigmas (+-step, halved after a sweep without gain), and
+        once the step is small, a sweep over the other single-call choices of every step but the last."""
+        step = self.cfg.refine_step
+        while len(self.order) < self.cfg.evaluations and self.best is not None:
+            cand, fit = self.best
+            if step >= self.cfg.refine_min_step:
+                improved = False
+                for k in self.rng.permutation(self.shape_knobs(cand)):
+                    for sign in (1.0, -1.0):
+                        knobs = list(cand.knobs)
+                        knobs[int(k)] = min(max(knobs[int(k)] + sign * step, 0.0), 1.0)
+                        if self._try(Candidate(cand.steps, tuple(knobs)), fit):
+                            improved = True
+                            break
+                    if improved or len(self.order) >= self.cfg.evaluations:
+                        break
+                if not improved:
+                    step /= 2
+                continue
+            improved = False
+            for i in self.rng.permutation(max(len(cand.steps) - 1, 1)):
+                for j in self.rng.permutation(len(self.space)):
+                    if self.space[int(j)].calls() != self.space[cand.steps[int(i)]].calls() or j == cand.steps[i]:
+                        continue
+                    steps = list(cand.steps)
+                    steps[int(i)] = int(j)
+                    if self._try(Candidate(tuple(steps), cand.knobs), fit):
+                        improved = True
+                        break
+                if improved or len(self.order) >= self.cfg.evaluations:
+                    break
+            if not improved and len(self.order) < self.cfg.evaluations:
+                step = self.cfg.refine_step  # choices are locally optimal: schedule again from the start step
+                if self._stalled:
+                    break
+                self._stalled = True
+            elif improved:
+                self._stalled = False
+        while len(self.order) < self.cfg.evaluations:  # budget left after a full stall: evolve on
+            before = len(self.order)
+            c = self.mutate(self.best[0])
+            if c.key() not in self.evaluated:
+                self.evaluate(c, -1)
+            elif len(self.order) == before and self.rng.random() < 0.01:
+                self.evaluate(self.random_candidate(), -1)
+
+    def shape_knobs(self, c: Candidate) -> list[int]:
+        """Indices of the knobs that change this candidate's sigmas: rho, last, top (flow), interior offsets."""
+        n = len(c.steps)
+        flow = self.problem.model_kind == "flow"
+        fixed = [0, 1, 2] if flow else [0, 1]
+        first = 2 if flow else 1  # first positive point an offset moves
+        return fixed + [N_FIXED_KNOBS + j - 1 for j in range(first, n - 1)]
+
+    def _try(self, c: Candidate, fit: float) -> bool:
+        if c.key() in self.evaluated or len(self.order) >= self.cfg.evaluations:
+            return False
+        return self.evaluate(c, -1) < fit
 
     def children(self, elite: list[Candidate], m: int, seen: set) -> list[Candidate]:
         """``m`` new children of one parent pair (tournament of two among the elite; crossover with a second
@@ -581,7 +687,9 @@ class _Searcher:
         out: list[Candidate] = []
         keys = set()
         for _ in range(20 * m):
-            if b is not None:
+            if self.rng.random() < self.cfg.random_share:
+                child = self.random_candidate()
+            elif b is not None:
                 child = self.crossover(a, b)
                 child = self.mutate(child) if self.rng.random() < 0.7 else child
             else:
@@ -600,6 +708,8 @@ class _Searcher:
         finite = [f for _, f in self.order if math.isfinite(f)]
         worst = math.log(max(finite)) + 1.0 if finite else 0.0
         ys = np.array([math.log(f) if math.isfinite(f) and f > 0 else worst for _, f in self.order])
+        if self.cfg.predictor == "knn":
+            return KNN().fit(xs, ys)
         return (Ridge() if self.cfg.predictor == "ridge" else KernelRidge(self.cfg.ridge)).fit(xs, ys)
 
 
@@ -710,7 +820,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="JSON file to write (plan text, plan JSON, sigmas, history)")
     ap.add_argument("--evaluations", type=int, default=SearchConfig.evaluations,
                     help="real evaluations (search budget)")
-    ap.add_argument("--batch", type=int, default=32, help="noise samples the fitness is measured on")
+    ap.add_argument("--batch", type=int, default=256, help="noise samples the fitness is measured on")
     ap.add_argument("--seed", type=int, default=0, help="seed of the search and of its noise")
     ap.add_argument("--reference-steps", type=int, default=200)
     ap.add_argument("--no-predictor", action="store_true", help="evaluate every proposal (no screening)")

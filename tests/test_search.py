@@ -1,0 +1,299 @@
+"""Solver-schedule search (S3): exact NFE budget, determinism, plan round trip, predictor, and the node in ComfyUI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from sampler_core import search as S
+from sampler_core.loop import plan_nfe, sample_plan
+from sampler_core.models.gmm import for_latent_cached
+from sampler_core.plan import Plan, parse_plan, resolve_plan
+
+SHAPE = (4, 4, 4)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread (as the command and the benchmark): fast and reproducible on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class Counting:
+    """A GMM denoiser that counts its calls."""
+
+    def __init__(self, kind: str = "eps") -> None:
+        self.gmm = for_latent_cached(SHAPE)
+        self.kind = kind
+        self.calls = 0
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.gmm.denoise_flow(x, sigma) if self.kind == "flow" else self.gmm.denoise(x, sigma)
+
+
+def problem(kind: str = "eps") -> S.Problem:
+    return S.builtin_model("gmm-flow" if kind == "flow" else "gmm-eps")[1]
+
+
+def small_search(kind: str = "eps", nfe: int = 4, evaluations: int = 30, seed: int = 0, batch: int = 4,
+                 den: Counting | None = None, **cfg) -> tuple[S.SearchResult, Counting, torch.Tensor]:
+    den = den or Counting(kind)
+    prob = problem(kind)
+    noise = torch.randn((batch, *SHAPE), generator=torch.Generator().manual_seed(7))
+    x0 = S.start_latents(prob, noise)
+    ref = S.reference_run(den, x0, prob, 40)
+    den.calls = 0
+    res = S.search_plan(den, model_kind=prob.model_kind, sigma_min=prob.sigma_min, sigma_max=prob.sigma_max,
+                        nfe=nfe, x_start=x0, ref=ref, seed=seed,
+                        config=S.SearchConfig(evaluations=evaluations, initial=12, **cfg))
+    return res, den, x0
+
+
+@pytest.mark.parametrize("kind,nfe", [("eps", 4), ("flow", 5), ("eps", 2)])
+def test_search_meets_the_nfe_budget_exactly_in_reported_and_counted_model_calls(kind, nfe):
+    res, den, x0 = small_search(kind, nfe)
+    assert res.nfe == nfe
+    assert plan_nfe(res.plan, res.sigmas, model_kind=kind) == nfe
+    # every evaluated candidate used at most the budget
+    assert den.calls == res.model_calls
+    assert res.model_calls <= res.evaluations * nfe
+    assert res.model_calls >= nfe * sum(1 for r in res.history if r["fitness"] is not None)
+    den.calls = 0
+    stats: dict = {}
+    sample_plan(lambda x, s, **_: den(x, s), x0.clone(), res.sigmas, extra_args={"seed": 0}, plan=res.plan,
+                model_kind=kind, stats=stats)
+    assert den.calls == stats["nfe"] == nfe
+
+
+def test_budget_repair_with_two_call_methods_keeps_every_candidate_on_budget():
+    space = [S._choice("heun"), S._choice("usf", order=2), S._choice("dpmpp_2m")]
+    prob = problem("eps")
+    den = Counting()
+    noise = torch.randn((2, *SHAPE), generator=torch.Generator().manual_seed(1))
+    x0 = S.start_latents(prob, noise)
+    ref = S.reference_run(den, x0, prob, 30)
+    seen = []
+
+    def progress(row, total):
+        seen.append(row)
+
+    res = S.search_plan(den, model_kind="eps", sigma_min=prob.sigma_min, sigma_max=prob.sigma_max, nfe=7,
+                        x_start=x0, ref=ref, space=space, config=S.SearchConfig(evaluations=25, initial=10),
+                        progress=progress)
+    assert len(seen) == 25
+    assert all(r["fitness"] is not None for r in seen)  # none was rejected for its NFE
+    assert res.nfe == 7
+    n = len(res.sigmas) - 1
+    two_call = sum(1 for name, _ in resolve_plan(res.plan, n)[:-1] if name == "heun")
+    assert n + two_call == 7
+
+
+def test_search_is_deterministic_for_a_seed_and_depends_on_it():
+    a, _, _ = small_search(seed=3)
+    b, _, _ = small_search(seed=3)
+    c, _, _ = small_search(seed=4)
+    assert a.plan.to_text() == b.plan.to_text()
+    assert torch.equal(a.sigmas, b.sigmas)
+    assert [r["fitness"] for r in a.history] == [r["fitness"] for r in b.history]
+    assert [r["fitness"] for r in a.history] != [r["fitness"] for r in c.history]
+
+
+def test_searched_plan_round_trips_through_text_and_json_and_resolves_to_its_steps():
+    res, _, _ = small_search(nfe=6, evaluations=40)
+    plan = res.plan
+    assert parse_plan(plan.to_text()) == plan
+    assert Plan.from_json(plan.to_json()) == plan
+    n = len(res.sigmas) - 1
+    steps = resolve_plan(parse_plan(plan.to_text()), n)
+    assert len(steps) == n
+    # neighbours with equal choices are merged: consecutive segments differ
+    segs = plan.segments
+    assert all((segs[i].method, dict(segs[i].options)) != (segs[i + 1].method, dict(segs[i + 1].options))
+               for i in range(len(segs) - 1))
+
+
+def test_search_beats_its_seeded_single_method_karras_plans():
+    res, _, _ = small_search(nfe=5, evaluations=60)
+    assert res.baselines and all(math.isfinite(v) for v in res.baselines.values())
+    assert res.fitness < 0.8 * min(res.baselines.values())
+    assert res.history[-1]["best"] == res.fitness
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_schedule_knobs_give_decreasing_sigmas_in_the_model_range(kind):
+    prob = problem(kind)
+    rng = torch.Generator().manual_seed(0)
+    for n in (1, 2, 3, 6, 9):
+        for _ in range(20):
+            knobs = torch.rand(S.N_FIXED_KNOBS + 9, generator=rng).tolist()
+            sig = S.schedule_sigmas(prob, n, knobs)
+            assert len(sig) == n + 1 and sig[-1] == 0
+            assert sig[0] == torch.tensor(prob.sigma_max, dtype=torch.float32)
+            assert bool(torch.all(sig[1:] < sig[:-1]))
+            assert float(sig[-2]) >= prob.sigma_min * 0.999
+
+
+def test_predictor_reduces_real_evaluations_on_a_small_problem():
+    """Same search with and without the predictor, six seeds: evaluations until each reaches the final
+    fitness of the run without it (81 when never)."""
+    with_p, without_p = [], []
+    for seed in range(6):
+        res_w, _, _ = small_search(nfe=4, evaluations=80, seed=seed, batch=8)
+        res_o, _, _ = small_search(nfe=4, evaluations=80, seed=seed, batch=8, use_predictor=False)
+        target = res_o.fitness
+        with_p.append(S.evals_to_reach(res_w.history, target) or 81)
+        without_p.append(S.evals_to_reach(res_o.history, target))
+    assert sum(with_p) < sum(without_p), (with_p, without_p)
+
+
+def test_sliced_w2_is_zero_for_the_same_set_and_grows_with_a_shift():
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
+    assert S.sliced_w2(x, x) < 1e-9
+    assert S.sliced_w2(x + 1.0, x) > S.sliced_w2(x + 0.1, x) > 0.01
+
+
+def test_search_with_data_uses_a_distribution_distance():
+    den = Counting()
+    prob = problem("eps")
+    data = den.gmm.sample(256, torch.Generator().manual_seed(0)).float()
+    noise = torch.randn((16, *SHAPE), generator=torch.Generator().manual_seed(1))
+    res = S.search_plan(den, model_kind="eps", sigma_min=prob.sigma_min, sigma_max=prob.sigma_max, nfe=4,
+                        x_start=S.start_latents(prob, noise), data=data, config=S.SearchConfig(evaluations=16,
+                                                                                                initial=10))
+    x = sample_plan(lambda x, s, **_: den(x, s), S.start_latents(prob, noise), res.sigmas, extra_args={"seed": 0},
+                    plan=res.plan, model_kind="eps")
+    assert res.fitness == pytest.approx(S.sliced_w2(x, data, seed=0), rel=1e-6)
+
+
+def test_command_writes_a_plan_file_for_a_builtin_model(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert S.main(["--model", "gmm-flow", "--nfe", "3", "--out", str(out), "--evaluations", "12", "--batch", "2",
+                   "--reference-steps", "20"]) == 0
+    data = json.loads(out.read_text())
+    plan = parse_plan(data["plan"])
+    assert Plan.from_dict(data["plan_json"]) == plan
+    assert data["nfe"] == 3 and data["model_kind"] == "flow"
+    assert plan_nfe(plan, torch.tensor(data["sigmas"]), model_kind="flow") == 3
+    assert "searched gmm-flow at NFE 3" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- in ComfyUI
+
+
+@pytest.fixture()
+def user_dir(comfy_root, tmp_path):
+    import folder_paths
+
+    old = folder_paths.get_user_directory()
+    folder_paths.set_user_directory(str(tmp_path))
+    yield tmp_path
+    folder_paths.set_user_directory(old)
+
+
+def _counted(model_patcher) -> dict:
+    box = {"calls": 0}
+
+    def hook(_module, _args, _kwargs):
+        box["calls"] += 1
+
+    model_patcher.model.diffusion_model.register_forward_pre_hook(hook, with_kwargs=True)
+    return box
+
+
+@pytest.mark.parametrize("kind", ["gmm-eps", "gmm-flow"])
+def test_search_node_plan_and_sigmas_run_unchanged_in_ksampler_solver_mix_and_ays_sigmas(pack, user_dir, kind):
+    import comfy_helpers
+
+    nodes = pack.nodes
+    model = comfy_helpers.make_toy_model(kind)
+    box = _counted(model)
+    cond = comfy_helpers.empty_conditioning()
+    lat = {"samples": torch.zeros(1, 4, 8, 8)}
+    out = nodes.search.SamplerSchedulerSearch.execute(model, cond, cond, 1.0, lat, 4, 12, 0, "unit", batch=2,
+                                                      reference_steps=20)
+    plan_text, sigmas = out.result
+    assert box["calls"] >= 4 * 12  # the search evaluated the real ComfyUI model
+    plan = parse_plan(plan_text)
+    n = len(sigmas) - 1
+    assert sigmas[-1] == 0 and len(resolve_plan(plan, n)) == n
+    # saved: plan preset and an AYS preset AYS Sigmas lists and reproduces
+    saved = json.loads((user_dir / "sampler_scheduler" / "plans" / "unit.json").read_text())
+    assert saved["plan"] == plan_text and saved["sigmas"] == [float(v) for v in sigmas.tolist()]
+    assert "searched-unit" in nodes.ays_sigmas.preset_options()
+    ays = nodes.ays_sigmas.SamplerSchedulerAYSSigmas.execute(model, "searched-unit", n, 1.0).result[0]
+    assert torch.allclose(ays, sigmas, rtol=1e-6)
+    # our KSampler: plan text + SIGMAS input
+    box["calls"] = 0
+    res = nodes.ksampler.SamplerSchedulerKSampler.execute(model, 5, 99, 1.0, plan_text, "karras", cond, cond,
+                                                          {"samples": torch.zeros(2, 4, 8, 8)}, 1.0, sigmas=sigmas)
+    assert torch.isfinite(res.result[0]["samples"]).all()
+    assert box["calls"] == 4 and "NFE 4" in res.ui["text"][0]
+    # Solver Mix in ComfyUI's sample_custom path, same noise: same result as the KSampler
+    sampler = nodes.solver_mix.SamplerSchedulerSolverMix.execute(plan_text).result[0]
+    import comfy.sample
+
+    noise = comfy.sample.prepare_noise(torch.zeros(2, 4, 8, 8), 5)
+    box["calls"] = 0
+    mix = comfy_helpers.run_comfy_sampler(model, sampler, sigmas, noise, seed=5)
+    assert box["calls"] == 4
+    assert torch.allclose(mix, res.result[0]["samples"], atol=1e-5)
+
+
+def test_search_node_stops_when_comfyui_is_interrupted(pack, user_dir):
+    import comfy.model_management
+
+    import comfy_helpers
+
+    model = comfy_helpers.make_toy_model("gmm-flow")
+    cond = comfy_helpers.empty_conditioning()
+    comfy.model_management.interrupt_current_processing(True)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            pack.nodes.search.SamplerSchedulerSearch.execute(model, cond, cond, 1.0,
+                                                             {"samples": torch.zeros(1, 4, 8, 8)}, 4, 12, 0, "",
+                                                             batch=1, reference_steps=10)
+    finally:
+        comfy.model_management.interrupt_current_processing(False)
+    assert not (user_dir / "sampler_scheduler" / "plans").exists()
+
+
+def test_server_search_node_feeds_plan_and_sigmas_to_ksampler_and_solver_mix(comfy_server):
+    from comfy_server import execution_error
+
+    prompt = {
+        "1": {"class_type": "SamplerSchedulerToyModel",
+              "inputs": {"model": "gmm-eps", "width": 64, "height": 64, "batch_size": 1}},
+        "5": {"class_type": "SamplerSchedulerSearch",
+              "inputs": {"model": ["1", 0], "positive": ["1", 1], "negative": ["1", 1], "cfg": 1.0,
+                         "latent": ["1", 2], "nfe": 4, "evaluations": 12, "seed": 0, "preset_name": "server-test",
+                         "batch": 2, "reference_steps": 20}},
+        "2": {"class_type": "SamplerSchedulerKSampler",
+              "inputs": {"model": ["1", 0], "positive": ["1", 1], "negative": ["1", 1], "latent_image": ["1", 2],
+                         "seed": 1, "steps": 20, "cfg": 1.0, "plan": ["5", 0], "scheduler": "karras",
+                         "denoise": 1.0, "sigmas": ["5", 1]}},
+        "6": {"class_type": "SamplerSchedulerSolverMix", "inputs": {"plan": ["5", 0]}},
+        "7": {"class_type": "SamplerCustom",
+              "inputs": {"model": ["1", 0], "add_noise": True, "noise_seed": 1, "cfg": 1.0, "positive": ["1", 1],
+                         "negative": ["1", 1], "sampler": ["6", 0], "sigmas": ["5", 1], "latent_image": ["1", 2]}},
+        "3": {"class_type": "SamplerSchedulerToyDecode", "inputs": {"samples": ["2", 0], "model": "gmm-eps"}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+        "8": {"class_type": "SamplerSchedulerToyDecode", "inputs": {"samples": ["7", 0], "model": "gmm-eps"}},
+        "9": {"class_type": "PreviewImage", "inputs": {"images": ["8", 0]}},
+    }
+    entry = comfy_server.run(prompt)
+    assert execution_error(entry) is None, execution_error(entry)
+    outputs = entry["outputs"]
+    search_text = outputs["5"]["text"][0]
+    plan_text = search_text.split("\n", 1)[1]
+    plan = parse_plan(plan_text)
+    assert "NFE 4" in search_text and "server-test" in search_text
+    assert "NFE 4" in outputs["2"]["text"][0] and "SIGMAS input" in outputs["2"]["text"][0]
+    assert plan.to_text() == plan_text
+    assert outputs["4"]["images"] and outputs["9"]["images"]
