@@ -21,7 +21,8 @@ def test_server_lists_every_node_of_ours(comfy_server):
 
 
 def test_server_log_has_no_error_or_warning_about_the_pack(comfy_server):
-    log = comfy_server.log()
+    # Only start-up counts: later tests post bad prompts on purpose, and ComfyUI logs their tracebacks.
+    log = comfy_server.log().split("Starting server")[0]
     assert PACK_DIR_NAME in log  # the import-times report names every loaded custom node folder
     bad = [line for line in log.splitlines()
            if PACK_DIR_NAME in line and re.search(r"(IMPORT FAILED|Cannot import|Traceback|WARNING|ERROR)", line)]
