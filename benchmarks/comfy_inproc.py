@@ -120,13 +120,7 @@ def scheduler_names() -> list[str]:
 def ksampler_sigmas(model: CountedModel, sampler: str | None, scheduler: str, steps: int) -> torch.Tensor:
     """Sigmas as ComfyUI's KSampler computes them (one extra step and the penultimate sigma dropped for
     dpm_2, dpm_2_ancestral, uni_pc, uni_pc_bh2). ``sampler=None``: plain ``calculate_sigmas`` (our plans)."""
-    import comfy.samplers
-
-    discard = sampler is not None and sampler in comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
-    sig = comfy.samplers.calculate_sigmas(model.model_sampling, scheduler, steps + int(discard)).cpu().float()
-    if discard:
-        sig = torch.cat([sig[:-2], sig[-1:]])
-    return sig
+    return pack_module("nodes.schedule_logic").ksampler_sigmas(model.model_sampling, scheduler, steps, 1.0, sampler)
 
 
 def comfy_sampler(name: str):

@@ -20,6 +20,7 @@ from .schedule_logic import (
     DEFAULT_PLAN,
     ays_table_for,
     check_sigmas,
+    final_method,
     ksampler_sigmas,
     model_family_table,
     parse_user_plan,
@@ -36,7 +37,7 @@ PLAN_TOOLTIP = (
 
 
 def run_plan(model, seed: int, cfg: float, plan_text: str, sigmas: torch.Tensor, positive, negative,
-             latent_image: dict) -> tuple[dict, int, str]:
+             latent_image: dict) -> tuple[dict, int]:
     """Sample ``latent_image`` with ``plan_text`` over ``sigmas`` the way ComfyUI's KSampler samples."""
     plan = parse_user_plan(plan_text)
     n = len(sigmas) - 1
@@ -51,7 +52,7 @@ def run_plan(model, seed: int, cfg: float, plan_text: str, sigmas: torch.Tensor,
         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
     out = latent_image.copy()
     out["samples"] = samples
-    return out, nfe, plan.to_text()
+    return out, nfe
 
 
 class SamplerSchedulerKSampler(io.ComfyNode):
@@ -102,10 +103,10 @@ class SamplerSchedulerKSampler(io.ComfyNode):
                 saved = presets_store.saved_for(model, steps)
                 table, used = ays_table_for(ms, "auto", model_family_table(model), saved)
                 log.info("Sampler Scheduler KSampler: ays uses the %s", used)
-            sig = ksampler_sigmas(ms, scheduler, steps, denoise, parsed, table)
+            sig = ksampler_sigmas(ms, scheduler, steps, denoise, final_method(parsed), table)
             if len(sig) == 0:  # denoise 0: nothing to do, as KSampler
                 return io.NodeOutput(latent_image.copy(), ui={"text": ["0 steps, NFE 0 (denoise 0)"]})
-        out, nfe, text = run_plan(model, seed, cfg, plan, sig, positive, negative, latent_image)
+        out, nfe = run_plan(model, seed, cfg, plan, sig, positive, negative, latent_image)
         msg = f"{len(sig) - 1} steps, NFE {nfe} ({used})"
         return io.NodeOutput(out, ui={"text": [msg]})
 

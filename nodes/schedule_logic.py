@@ -120,18 +120,18 @@ def ays_table_for(model_sampling, preset: str, family_table: str | None = None,
     return table, f"preset {preset}"
 
 
-def ksampler_sigmas(model_sampling, scheduler: str, steps: int, denoise: float, plan: Plan | None = None,
+def ksampler_sigmas(model_sampling, scheduler: str, steps: int, denoise: float, final_method: str | None = None,
                     ays_table: list[float] | None = None) -> torch.Tensor:
     """Sigmas exactly as ComfyUI's KSampler computes them for (scheduler, steps, denoise).
 
     ``denoise < 1`` computes ``int(steps / denoise)`` steps and keeps the last ``steps + 1`` sigmas;
-    when the plan's final method is one ComfyUI runs on one extra step with the penultimate sigma
-    dropped (dpm_2, dpm_2_ancestral, uni_pc, uni_pc_bh2), so do we.
+    when ``final_method`` (a plan's last segment, or a ComfyUI sampler name) is one that ComfyUI runs on
+    one extra step with the penultimate sigma dropped (dpm_2, dpm_2_ancestral, uni_pc, uni_pc_bh2), so do we.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     discard_set = comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
-    discard = plan is not None and plan.segments[-1].method in discard_set
+    discard = final_method in discard_set
 
     def full(n: int) -> torch.Tensor:
         n_calc = n + 1 if discard else n
@@ -152,6 +152,11 @@ def ksampler_sigmas(model_sampling, scheduler: str, steps: int, denoise: float, 
     if denoise <= 0.0:
         return torch.zeros(0)
     return full(int(steps / denoise))[-(steps + 1):]
+
+
+def final_method(plan: Plan | None) -> str | None:
+    """The method of a plan's last segment (what decides ComfyUI's penultimate-sigma rule)."""
+    return plan.segments[-1].method if plan is not None else None
 
 
 def check_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
@@ -202,10 +207,10 @@ def preview_schedule(*, plan_text: str | None, steps: int, denoise: float, sched
         if scheduler is None:  # the AYS Sigmas node itself: ComfyUI's AYS semantics for denoise
             sigmas = ays_sigmas(table, steps, denoise)
         else:
-            sigmas = ksampler_sigmas(ms, AYS_SCHEDULER, steps, denoise, plan, table)
+            sigmas = ksampler_sigmas(ms, AYS_SCHEDULER, steps, denoise, final_method(plan), table)
     else:
         used = f"scheduler {scheduler}"
-        sigmas = ksampler_sigmas(ms, scheduler, steps, denoise, plan)
+        sigmas = ksampler_sigmas(ms, scheduler, steps, denoise, final_method(plan))
     n = max(len(sigmas) - 1, 0)
     if plan is None:
         plan = parse_plan("euler")
