@@ -105,15 +105,8 @@ class AYSBench:
         from . import metrics
 
         if self.kind == "digits":
-            import numpy as np
-
-            from sampler_core.models.train_digits import digits_pixels
-
-            self.data = digits_pixels().reshape(-1, 64).double().numpy()
-            rng = np.random.default_rng(0)
-            n = min(self.batch, len(self.data))
-            floors = [metrics.frechet_distance(self.data[rng.choice(len(self.data), n, replace=False)], self.data)
-                      for _ in range(3)]
+            self.data = metrics.digits_data()
+            floors = metrics.digits_floor(self.data, self.batch, 3)
             self.info["metric"] = "Frechet distance, 64-d pixels, to the 1797 scikit-learn digits"
         else:
             from sampler_core.models.gmm import for_latent_cached
@@ -130,10 +123,7 @@ class AYSBench:
         if not torch.isfinite(x).all():
             return float("nan")
         if self.kind == "digits":
-            from sampler_core.models.digits import latent_to_pixels
-
-            px = latent_to_pixels(x.float()).reshape(x.shape[0], -1).double().numpy()
-            return metrics.frechet_distance(px, self.data)
+            return metrics.digits_fd(x, self.data)
         return self.sw(x)
 
     def schedules(self) -> dict[str, list[float]]:

@@ -174,15 +174,9 @@ class ModelBench:
 
         t0 = time.perf_counter()
         if self.kind == "digits":
-            import numpy as np
-
-            from sampler_core.models.train_digits import digits_pixels
-
-            self.data = digits_pixels().reshape(-1, 64).double().numpy()
-            rng = np.random.default_rng(0)
+            self.data = metrics.digits_data()
             n = min(self.batch, len(self.data))
-            floors = [metrics.frechet_distance(self.data[rng.choice(len(self.data), n, replace=False)], self.data)
-                      for _ in range(5)]
+            floors = metrics.digits_floor(self.data, n, 5)
             self.info["dist_name"] = "FD (64-d pixels) to the 1797 digits"
             self.info["floor_note"] = f"FD of {n} random data digits (no replacement) to all 1797; optimistic"
         else:
@@ -206,10 +200,7 @@ class ModelBench:
         if not torch.isfinite(x).all():
             return float("nan")
         if self.kind == "digits":
-            from sampler_core.models.digits import latent_to_pixels
-
-            px = latent_to_pixels(x.float()).reshape(x.shape[0], -1).double().numpy()
-            return metrics.frechet_distance(px, self.data)
+            return metrics.digits_fd(x, self.data)
         return self.sw(x)
 
     # ---- reference

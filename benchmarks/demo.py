@@ -60,8 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     version = ci.load_comfy("cpu")
     toy = ci.pack_module("nodes.toy_model")
     from sampler_core.models import gmm as gmm_lib
-    from sampler_core.models.digits import latent_to_pixels
-    from sampler_core.models.train_digits import digits_pixels
 
     rows = []
     shapes = {"gmm-eps": (256, 4, 8, 8), "gmm-flow": (256, 4, 8, 8), "digits": (512, 4, 4, 4)}
@@ -71,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         sched_ref = "simple" if kind == "gmm-flow" else "karras"
         ref, _ = ci.run(model, ci.comfy_sampler("dpmpp_2m"), ci.ksampler_sigmas(model, None, sched_ref, 200), noise)
         if kind == "digits":
-            data = digits_pixels().reshape(-1, 64).double().numpy()
+            data = metrics.digits_data()
 
             def dist(x: torch.Tensor, data=data) -> float:
-                return metrics.frechet_distance(latent_to_pixels(x).reshape(len(x), -1).double().numpy(), data)
+                return metrics.digits_fd(x, data)
         else:
             g = gmm_lib.for_latent_cached(shape[1:])
             sw = metrics.GMMSlicedW2(g.means, g.stds, g.weights)

@@ -91,3 +91,25 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
     covmean = covmean.real
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def digits_data() -> np.ndarray:
+    """The 1797 scikit-learn digits as 64-d pixel rows in [-1, 1] (float64)."""
+    from sampler_core.models.train_digits import digits_pixels
+
+    return digits_pixels().reshape(-1, 64).double().numpy()
+
+
+def digits_floor(data: np.ndarray, n: int, repeats: int, seed: int = 0) -> list[float]:
+    """FD of ``n`` random data digits (no replacement) to all of ``data``, ``repeats`` times: the metric's floor."""
+    rng = np.random.default_rng(seed)
+    n = min(n, len(data))
+    return [frechet_distance(data[rng.choice(len(data), n, replace=False)], data) for _ in range(repeats)]
+
+
+def digits_fd(latent: torch.Tensor, data: np.ndarray) -> float:
+    """Frechet distance in pixel space between decoded digits latents [B, 4, H, W] and ``data``."""
+    from sampler_core.models.digits import latent_to_pixels
+
+    px = latent_to_pixels(latent.float()).reshape(latent.shape[0], -1).double().numpy()
+    return frechet_distance(px, data)
