@@ -43,12 +43,12 @@ EVAL_NOISE_SEED = 1000  # held-out noise of the comparison (never seen by the se
 TARGET_RATIO = 0.6
 
 
-def bench_args(quick: bool) -> argparse.Namespace:
-    """Settings bench_solvers' ModelBench reads. Evaluation batches are large (1024 GMM, 512 digits): at low NFE
+def bench_args(quick: bool, batch_gmm: int | None = None, batch_digits: int | None = None) -> argparse.Namespace:
+    """Settings bench_solvers' ModelBench reads. Evaluation batches are large (4096 GMM, 1024 digits): at low NFE
     the RMSE is dominated by rare samples that end in another mixture component (digit), so small batches
     make both sides' numbers depend on how many such samples the batch happens to hold."""
-    return argparse.Namespace(device="cpu", quick=quick, batch_gmm=128 if quick else 1024,
-                              batch_digits=128 if quick else 512, n_dirs=64, ref_steps=0,
+    return argparse.Namespace(device="cpu", quick=quick, batch_gmm=batch_gmm or (128 if quick else 4096),
+                              batch_digits=batch_digits or (128 if quick else 1024), n_dirs=64, ref_steps=0,
                               ref_check_steps=50 if quick else 200)
 
 
@@ -58,11 +58,11 @@ def run_model(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     from .bench_solvers import ModelBench
     from .metrics import rmse
 
-    bench = ModelBench(kind, bench_args(args.quick))
+    bench = ModelBench(kind, bench_args(args.quick, args.eval_batch_gmm, args.eval_batch_digits))
     shape = tuple(bench.noise.shape[1:])
     bench.noise = torch.randn((bench.batch, *shape), generator=torch.Generator().manual_seed(EVAL_NOISE_SEED))
     bench.probe_noise = bench.noise[:1].clone()
-    bench.nfes = NFES
+    bench.nfes = args.nfes
     bench.setup_metrics()
     bench.setup_reference()
     t0 = time.perf_counter()
@@ -72,13 +72,14 @@ def run_model(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     denoiser, _, _ = S.builtin_model(kind)
     problem = S.Problem("flow" if bench.flow else "eps", bench.sigma_min, bench.sigma_max)
     kw = {"flow_first_sigma": float(ms.percent_to_sigma(1e-4))} if bench.flow else {}
-    search_noise = torch.randn((args.search_batch, *shape), generator=torch.Generator().manual_seed(SEARCH_NOISE_SEED))
+    search_batch = args.search_batch_digits if kind == "digits" else args.search_batch
+    search_noise = torch.randn((search_batch, *shape), generator=torch.Generator().manual_seed(SEARCH_NOISE_SEED))
     x_start = S.start_latents(problem, search_noise)
     t0 = time.perf_counter()
     ref = S.reference_run(denoiser, x_start, problem, args.search_ref_steps, kw)
     ref_s = time.perf_counter() - t0
     out: dict[str, Any] = {"info": bench.info, "grid_seconds": grid_s, "search_reference_seconds": ref_s, "nfe": {}}
-    for nfe in NFES:
+    for nfe in args.nfes:
         det = [r for r in bench.records if r["family"] == "comfy" and r["nfe_target"] == nfe and not r["stochastic"]
                and r.get("rmse") is not None and math.isfinite(r["rmse"]) and r.get("calls") is not None
                and r["calls"] <= nfe]
@@ -104,6 +105,11 @@ def run_model(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         }
         log(f"[{kind}] NFE {nfe}: searched RMSE {ours:.4g} (calls {calls}) vs best ComfyUI {best['name']}/"
             f"{best['scheduler']} {best['rmse']:.4g}: ratio {rec['ratio']:.3f}; search {search_s:.1f}s")
+        if args.predictor_seeds == 0:
+            rec["predictor"] = {"runs": [], "reached_with": 0, "n": 0, "median_evals_with": None,
+                                "median_evals_without": None}
+            out["nfe"][str(nfe)] = rec
+            continue
         pb = args.predictor_batch  # the reference is per sample: its first rows belong to the first noise rows
         rec["predictor"] = predictor_comparison(S, denoiser, problem, nfe, x_start[:pb], ref[:pb], kw, args)
         out["nfe"][str(nfe)] = rec
@@ -111,30 +117,36 @@ def run_model(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def predictor_comparison(S, denoiser, problem, nfe, x_start, ref, kw, args) -> dict[str, Any]:
-    """Same search with and without the predictor, per seed: real evaluations until the best fitness first
-    reaches the final fitness of the run without the predictor (its own evaluation count at the latest)."""
-    rows = []
+    """The same search with and without the predictor over several seeds (same proposal mechanism). Target: the
+    median final fitness of the runs without it; per run, the real evaluations until its best fitness first
+    reaches that target (None: never, within the budget)."""
+    runs: dict[bool, list] = {True: [], False: []}
     for seed in range(args.predictor_seeds):
-        runs = {}
         for use in (True, False):
             cfg = S.SearchConfig(evaluations=args.predictor_evaluations, use_predictor=use)
             t0 = time.perf_counter()
             r = S.search_plan(denoiser, model_kind=problem.model_kind, sigma_min=problem.sigma_min,
                               sigma_max=problem.sigma_max, nfe=nfe, x_start=x_start, ref=ref, config=cfg,
                               seed=100 + seed, sample_kwargs=kw)
-            runs[use] = (r, time.perf_counter() - t0)
-        target = runs[False][0].fitness
-        rows.append({
-            "seed": 100 + seed, "target": target, "final_with": runs[True][0].fitness,
-            "evals_with": S.evals_to_reach(runs[True][0].history, target),
-            "evals_without": S.evals_to_reach(runs[False][0].history, target),
-            "seconds_with": runs[True][1], "seconds_without": runs[False][1],
-        })
-    reached = [r["evals_with"] for r in rows if r["evals_with"] is not None]
-    return {"runs": rows, "reached_with": len(reached), "n": len(rows),
-            "median_evals_with": statistics.median(r["evals_with"] if r["evals_with"] is not None
-                                                   else args.predictor_evaluations + 1 for r in rows),
-            "median_evals_without": statistics.median(r["evals_without"] for r in rows)}
+            runs[use].append((r, time.perf_counter() - t0))
+    target = statistics.median(r.fitness for r, _ in runs[False])
+    rows = []
+    for seed in range(args.predictor_seeds):
+        (rw, tw), (ro, to) = runs[True][seed], runs[False][seed]
+        rows.append({"seed": 100 + seed, "final_with": rw.fitness, "final_without": ro.fitness,
+                     "evals_with": S.evals_to_reach(rw.history, target),
+                     "evals_without": S.evals_to_reach(ro.history, target), "seconds_with": tw, "seconds_without": to})
+    never = args.predictor_evaluations + 1
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] if r[key] is not None else never for r in rows)
+
+    return {"runs": rows, "target": target, "n": len(rows),
+            "reached_with": sum(r["evals_with"] is not None for r in rows),
+            "reached_without": sum(r["evals_without"] is not None for r in rows),
+            "median_evals_with": med("evals_with"), "median_evals_without": med("evals_without"),
+            "median_final_with": statistics.median(r["final_with"] for r in rows),
+            "median_final_without": statistics.median(r["final_without"] for r in rows)}
 
 
 def fmt(v: float | None, d: int = 3) -> str:
@@ -148,7 +160,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines = ["## Solver-schedule search (S3) results", "",
              f"Measured by `{meta['command']}` on {meta['date']} ({meta['cpu']}, torch {meta['torch']}, "
              f"{meta['threads']} torch thread; ComfyUI {meta['comfyui']}); wall time {meta['wall_s'] / 60:.1f} min. "
-             f"Search: {meta['evaluations']} real evaluations on {meta['search_batch']} noise samples "
+             f"Search: {meta['evaluations']} real evaluations on {meta['search_batch']} (digits: "
+             f"{meta.get('search_batch_digits', meta['search_batch'])}) noise samples "
              f"(seed {SEARCH_NOISE_SEED}); evaluation: held-out noise (seed {EVAL_NOISE_SEED}), the batch below, "
              "RMSE to bench_solvers' float64 reference ODE solution from the same noise. The searched plan runs "
              "unchanged as our Solver Mix sampler through ComfyUI; 'calls' are counted model calls there.", "",
@@ -171,32 +184,29 @@ def markdown(res: dict[str, Any]) -> str:
         for nfe, r in m["nfe"].items():
             lines.append(f"- {kind}, NFE {nfe}: " + ", ".join(f"{v:.4g}" for v in r["sigmas"]))
     lines += ["", "### Search with vs without the learned predictor", "",
-              "Same search (same seeds, same proposal mechanism) with and without the learned fitness predictor; "
-              "per seed, the real evaluations until the best fitness first reaches the FINAL fitness of the run "
-              "without the predictor (so 'without' is when that run found its best; 'not reached' means the "
-              "predictor run never got there within its budget).", "",
+              f"The same search (same seeds {100}..{100 + meta['predictor_seeds'] - 1}, same proposal mechanism) with "
+              "and without the learned fitness predictor, "
               f"{meta['predictor_evaluations']} real evaluations per run, fitness on the first "
-             f"{meta['predictor_batch']} search-noise samples.", "",
-             "| model | NFE | seed | target RMSE | evals with predictor | evals without | final with predictor |",
-              "|---|---|---|---|---|---|---|"]
-    for kind, m in res["models"].items():
-        for nfe, r in m["nfe"].items():
-            for row in r["predictor"]["runs"]:
-                lines.append(f"| {kind} | {nfe} | {row['seed']} | {fmt(row['target'])} | "
-                             f"{row['evals_with'] if row['evals_with'] is not None else 'not reached'} | "
-                             f"{row['evals_without']} | {fmt(row['final_with'])} |")
-    lines += ["", "| model | NFE | reached with predictor | median evals with | median evals without |",
-              "|---|---|---|---|---|"]
+              f"{meta['predictor_batch']} search-noise samples. Target: the median final fitness of the runs "
+              "without the predictor; 'evals to reach' = real evaluations until a run's best fitness first reaches "
+              f"it ({meta['predictor_evaluations'] + 1} when never: half of the runs without the predictor reach "
+              "their own median by construction).", "",
+              "| model | NFE | target RMSE | runs reaching it: with / without | median evals to reach: with / without "
+              "| median final RMSE: with / without |",
+              "|---|---|---|---|---|---|"]
+    cut = []
     for kind, m in res["models"].items():
         for nfe, r in m["nfe"].items():
             p = r["predictor"]
-            lines.append(f"| {kind} | {nfe} | {p['reached_with']}/{p['n']} | {p['median_evals_with']} | "
-                         f"{p['median_evals_without']} |")
-    runs = [row for m in res["models"].values() for r in m["nfe"].values() for row in r["predictor"]["runs"]]
-    better = sum(1 for row in runs if row["final_with"] < row["target"])
-    lines += ["", f"The run with the predictor reached the final fitness of the run without it in "
-                  f"{sum(row['evals_with'] is not None for row in runs)} of {len(runs)} cases and ended better in "
-                  f"{better} of {len(runs)}."]
+            if not p["n"]:
+                continue
+            cut.append(p["median_evals_with"] < p["median_evals_without"])
+            lines.append(f"| {kind} | {nfe} | {fmt(p['target'])} | {p['reached_with']}/{p['n']} / "
+                         f"{p['reached_without']}/{p['n']} | {p['median_evals_with']:g} / "
+                         f"{p['median_evals_without']:g} | {fmt(p['median_final_with'])} / "
+                         f"{fmt(p['median_final_without'])} |")
+    lines += ["", f"The predictor cut the median real evaluations to reach the target in {sum(cut)} of {len(cut)} "
+                  "cases."]
     d = res["models"].get("digits", {}).get("nfe", {}).get("5")
     if d:
         lines += ["", f"Search time for digits at NFE 5 on this CPU (one thread, reference run included): "
@@ -209,21 +219,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="benchmarks/search_results")
     ap.add_argument("--quick", action="store_true", help="smaller batches, fewer evaluations and seeds")
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--evaluations", type=int, default=None, help="real evaluations per search (600; quick 150)")
+    ap.add_argument("--evaluations", type=int, default=None, help="real evaluations per search (1000; quick 150)")
     ap.add_argument("--search-batch", type=int, default=None,
-                    help="noise samples the search measures on (1024; quick 256): rare mode flips dominate the RMSE "
-                         "at low NFE, and a small batch lets the search overfit to its own noise")
+                    help="noise samples the GMM searches measure on (4096; quick 256): rare mode flips dominate the "
+                         "RMSE at low NFE, and a small batch lets the search overfit to its own noise")
+    ap.add_argument("--eval-batch-gmm", type=int, default=None, help="held-out noise samples, GMM models (4096)")
+    ap.add_argument("--eval-batch-digits", type=int, default=None, help="held-out noise samples, digits (1024)")
+    ap.add_argument("--nfes", default=",".join(map(str, NFES)), help="NFE budgets, comma separated")
+    ap.add_argument("--search-batch-digits", type=int, default=None, help="search noise samples, digits (1024)")
     ap.add_argument("--predictor-batch", type=int, default=128, help="noise samples of the predictor comparison")
     ap.add_argument("--search-ref-steps", type=int, default=200, help="steps of the search's own reference run")
-    ap.add_argument("--predictor-seeds", type=int, default=None, help="seeds of the predictor comparison (3; quick 2)")
+    ap.add_argument("--predictor-seeds", type=int, default=None,
+                    help="seeds of the predictor comparison (5; quick 2; 0: skip it)")
     ap.add_argument("--predictor-evaluations", type=int, default=None,
                     help="real evaluations per search of the predictor comparison (300; quick 100)")
     ap.add_argument("--results-md", default=str(REPO / "benchmarks" / "SEARCH_RESULTS.md"))
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the markdown from <out>/results.json")
     args = ap.parse_args(argv)
-    args.evaluations = args.evaluations or (150 if args.quick else 600)
-    args.search_batch = args.search_batch or (256 if args.quick else 1024)
-    args.predictor_seeds = args.predictor_seeds or (2 if args.quick else 3)
+    args.evaluations = args.evaluations or (150 if args.quick else 1000)
+    args.search_batch = args.search_batch or (256 if args.quick else 4096)
+    args.search_batch_digits = args.search_batch_digits or (128 if args.quick else 1024)
+    args.nfes = tuple(int(v) for v in args.nfes.split(","))
+    args.predictor_seeds = (2 if args.quick else 5) if args.predictor_seeds is None else args.predictor_seeds
     args.predictor_evaluations = args.predictor_evaluations or (100 if args.quick else 300)
     if args.markdown_only:
         md = markdown(json.loads((Path(args.out) / "results.json").read_text()))
@@ -242,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": platform.processor() or
                     platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "comfyui": version, "wall_s": time.perf_counter() - t0, "evaluations": args.evaluations,
-                    "search_batch": args.search_batch, "predictor_evaluations": args.predictor_evaluations,
+                    "search_batch": args.search_batch, "search_batch_digits": args.search_batch_digits,
+                    "predictor_evaluations": args.predictor_evaluations, "predictor_seeds": args.predictor_seeds,
                     "predictor_batch": args.predictor_batch},
            "models": models}
     out = Path(args.out)

@@ -1,8 +1,8 @@
 """One sampling loop for a per-step plan of solver methods (ComfyUI ``KSAMPLER`` signature, no ComfyUI imports).
 
-Every step i (sigma_i -> sigma_{i+1}) evaluates D(x, sigma_i) once, applies a pending corrector
-left by the previous step (UniC: it reuses this evaluation), reports the callback with the global
-step index, then runs the step method the plan assigns to step i. All methods share one history
+Every step i (sigma_i -> sigma_{i+1}) evaluates D(x, sigma_i) once (``afs``: an analytic estimate),
+applies a pending corrector left by the previous step (UniC: it reuses this evaluation), reports the
+callback with the global step index, then runs the step method the plan assigns to step i. All methods share one history
 of evaluations (multistep methods keep their order across segment boundaries) and one noise
 source per kind, seeded once from ``extra_args["seed"]`` (no re-seeding at a boundary).
 Scalar coefficients are computed on the host from one ``sigmas.tolist()``; the loop itself
@@ -45,6 +45,8 @@ def normalize_steps(steps: Sequence[tuple[str, dict[str, Any] | None]]) -> Steps
             cls.check(full)
             hit = cache[key] = (name, full)
         out.append(hit)
+    for i, (name, _) in enumerate(out):
+        METHODS[name].check_position(i, len(out))
     return out
 
 
@@ -138,7 +140,7 @@ def sample_plan(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
     for i in range(n):
         cls = classes[i]
         opts = steps[i][1]
-        denoised = ctx.denoise_at(x, i)
+        denoised = cls.start_denoised(ctx, i, x)
         if ctx.pending is not None:
             x = ctx.pending(denoised)
             ctx.pending = None

@@ -43,7 +43,7 @@ class StepMethod:
     """Base class of a registered step method.
 
     The step protocol (driven by :func:`sampler_core.loop.sample_plan`): for step ``i`` the loop
-    evaluates ``denoised = D(x, sigma_i)`` (one model call, always), applies a pending corrector
+    evaluates ``denoised = D(x, sigma_i)`` (one model call; :meth:`start_denoised`), applies a pending corrector
     left by the previous step, reports the callback, then calls ``step(ctx, i, x, denoised, opts)``
     which returns x at ``sigma_{i+1}``. A step may make further model calls through
     ``ctx.denoise``, draw noise through ``ctx.noise``, read earlier evaluations in ``ctx.history``
@@ -73,6 +73,16 @@ class StepMethod:
     @classmethod
     def check(cls, opts: dict[str, Any]) -> None:
         """Reject option combinations the method cannot run (raise ``ValueError``)."""
+
+    @classmethod
+    def check_position(cls, i: int, n: int) -> None:
+        """Reject the method at step ``i`` of an ``n``-step run (raise ``ValueError``); default: any step."""
+
+    @classmethod
+    def start_denoised(cls, ctx: StepContext, i: int, x: Tensor) -> Tensor:
+        """``denoised`` at the start of step ``i``: one model call ``D(x, sigma_i)`` (methods with
+        ``model_calls = 0`` override it with an analytic estimate)."""
+        return ctx.denoise_at(x, i)
 
     @classmethod
     def calls(cls, sched: Schedule, i: int, opts: dict[str, Any]) -> int:

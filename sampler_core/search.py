@@ -69,7 +69,7 @@ class Choice:
         return {**METHODS[self.method].defaults(), **self.opts}
 
     def calls(self) -> int:
-        """Model calls of a non-final step (the last step to sigma 0 always takes one)."""
+        """Model calls of a non-final step (the last step to sigma 0 always takes one; ``afs`` takes none)."""
         return METHODS[self.method].model_calls
 
     def label(self) -> str:
@@ -89,13 +89,15 @@ def _choice(method: str, **opts: Any) -> Choice:
     return Choice(method, written)
 
 
-FAMILIES = ("usf", "dpmpp_2m", "uni_pc", "uni_pc_bh2", "heun", "deis", "ipndm", "dpmpp_2m_sde")
+FAMILIES = ("usf", "dpmpp_2m", "uni_pc", "uni_pc_bh2", "heun", "deis", "ipndm", "dpmpp_2m_sde", "afs")
 
 
 def default_space(stochastic: bool = False) -> list[Choice]:
     """The per-step choices searched: every ``usf`` combination (order 1-3, data/noise prediction, full/low
     derivative estimate, UniC corrector or none) plus dpmpp_2m, uni_pc (order 2, 3), uni_pc_bh2, heun,
-    deis and ipndm; with ``stochastic``, usf eta in {0.3, 1} (data prediction) and dpmpp_2m_sde eta in {0.3, 1}."""
+    deis and ipndm, and the analytical first step ``afs`` (first step only, no model call; data/noise
+    prediction, corrector or none); with ``stochastic``,
+    usf eta in {0.3, 1} (data prediction) and dpmpp_2m_sde eta in {0.3, 1}."""
     out: list[Choice] = []
     for order in (1, 2, 3):
         for pred in ("data", "noise"):
@@ -104,6 +106,7 @@ def default_space(stochastic: bool = False) -> list[Choice]:
                     out.append(_choice("usf", order=order, pred=pred, deriv=deriv, corrector=corr))
     out += [_choice("dpmpp_2m"), _choice("uni_pc", order=2), _choice("uni_pc", order=3), _choice("uni_pc_bh2"),
             _choice("heun"), _choice("deis"), _choice("ipndm")]
+    out += [_choice("afs", pred=pred, corrector=corr) for pred in ("data", "noise") for corr in ("unic", "none")]
     if stochastic:
         for eta in (0.3, 1.0):
             out.append(_choice("usf", order=2, eta=eta))
@@ -422,7 +425,7 @@ class _Searcher:
         self.sample_kwargs, self.progress, self.step_hook = sample_kwargs, progress, step_hook
         self.rng = np.random.default_rng(seed)
         self.calls = 0
-        self.n_knobs = N_FIXED_KNOBS + max(nfe - 1, 0)
+        self.n_knobs = N_FIXED_KNOBS + nfe  # an offset per interior point (nfe + 1 steps with afs)
         self.single = [i for i, c in enumerate(space) if c.calls() == 1]
         self.evaluated: dict[tuple, float] = {}
         self.order: list[tuple[Candidate, float]] = []
@@ -441,9 +444,13 @@ class _Searcher:
 
     def repair(self, steps: list[int]) -> tuple[int, ...]:
         """Add or drop steps (or swap a 2-call choice for a 1-call one) until the NFE equals the budget.
-        New steps go before the last one (the last step to sigma 0 always takes one call)."""
+        New steps go before the last one (the last step to sigma 0 always takes one call). A zero-call
+        choice (``afs``) may only be the first of at least two steps: anywhere else it becomes a 1-call one."""
         steps = list(steps) or [self.single[0]]
         for _ in range(8 * self.nfe + 8):
+            for i, c in enumerate(steps):
+                if self.space[c].calls() == 0 and (i > 0 or len(steps) < 2):
+                    steps[i] = int(self.rng.choice(self.single))
             cur = steps_nfe(self.space, steps)
             if cur == self.nfe:
                 return tuple(steps)
@@ -454,8 +461,9 @@ class _Searcher:
                 else:
                     del steps[int(self.rng.integers(len(steps)))]
             else:
-                j = int(self.rng.integers(len(steps)))  # before the last step
-                near = steps[j]
+                lead = 1 if self.space[steps[0]].calls() == 0 else 0  # keep a first afs first
+                j = int(self.rng.integers(lead, max(len(steps), lead + 1)))  # before the last step
+                near = steps[min(j, len(steps) - 1)]
                 steps.insert(j, near if self.space[near].calls() == 1 else int(self.rng.choice(self.single)))
         return tuple([self.single[0]] * self.nfe)
 
@@ -482,6 +490,11 @@ class _Searcher:
                 knobs = (rho_u, 0.0, top) + (0.5,) * (self.n_knobs - N_FIXED_KNOBS)
                 label = f"{c.label()} / {'karras rho=7' if rho_u != 1.0 else f'karras rho={RHO_RANGE[1]:g}'}"
                 out.append((label, Candidate(self.repair([idx] * self.nfe), knobs)))
+        afs = _choice("afs", pred="noise")
+        if afs in self.space and self.nfe >= 2:  # the same, after an analytical first step
+            for label, c in list(out):
+                steps = (self.space.index(afs),) + c.steps
+                out.append((f"{afs.label()} + {label}", Candidate(self.repair(list(steps)), c.knobs)))
         return out
 
     def mutate(self, c: Candidate) -> Candidate:
@@ -519,7 +532,7 @@ class _Searcher:
             self._feat = [choice_features(ch) for ch in self.space]
         width = len(FAMILIES) + 6
         f = list(c.knobs) + [len(c.steps) / self.nfe]
-        for i in range(self.nfe):
+        for i in range(self.nfe + 1):  # at most nfe + 1 steps (afs first)
             f += self._feat[c.steps[i]] if i < len(c.steps) else [0.0] * width
         if self.cfg.predictor == "ridge":
             k = list(c.knobs)

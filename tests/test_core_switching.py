@@ -173,7 +173,7 @@ def test_callback_reports_every_global_step_once(kind):
 
 @pytest.mark.parametrize("kind", ["eps", "flow"])
 @pytest.mark.parametrize("plan", [MIXED, "heun", "dpm_2", "dpmpp_sde", "dpmpp_2s_ancestral", "dpm_2_ancestral",
-                                  "uni_pc", "usf", "60% heun\n* dpmpp_2m"])
+                                  "uni_pc", "usf", "60% heun\n* dpmpp_2m", "1 afs\n* usf", "1 afs\n* heun"])
 def test_nfe_is_counted_exactly_and_predicted(plan, kind):
     _, _, stats, calls = run(plan, kind)
     assert stats["nfe"] == calls == plan_nfe(plan, sigmas_for(kind), model_kind=kind)
@@ -204,3 +204,40 @@ def test_bad_per_step_lists_are_rejected_with_the_valid_choices():
         run("usf pred=noise eta=1")
     with pytest.raises(TypeError, match="unknown option"):
         run("euler", not_a_flag=1)
+
+
+# ------------------------------------------------------------------------------ analytical first step
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_analytic_first_step_saves_one_call_and_is_ddim_with_zero_data_prediction(kind):
+    plan = "1 afs\n* dpmpp_2m"
+    out, trace, stats, calls = run(plan, kind)
+    assert calls == stats["nfe"] == N - 1 == plan_nfe(plan, sigmas_for(kind), model_kind=kind)
+    sig = sigmas_for(kind)
+    x1 = start_noise(kind) * (float(sig[1]) / float(sig[0]))  # D = 0: x' = (sigma'/sigma) x
+    _, trace_euler, _, _ = run([("euler", {})] + [("dpmpp_2m", {})] * (N - 1), kind)
+    assert torch.count_nonzero(trace[0]["denoised"]) == 0
+    assert torch.allclose(trace[1]["x"], x1, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(trace[1]["x"], trace_euler[1]["x"])  # the real first evaluation differs
+    assert torch.isfinite(out).all()
+
+
+def test_analytic_first_step_is_close_to_the_exact_ode_at_high_noise():
+    """From sigma 14.6 the zero-mean estimate costs little: the whole run stays near the 200-step solution."""
+    ramp = torch.linspace(0, 1, 200)
+    fine = torch.cat([(14.6 ** (1 / 7) + ramp * (0.03 ** (1 / 7) - 14.6 ** (1 / 7))) ** 7, torch.zeros(1)])
+    ref = sample_plan(Counting(), start_noise("eps"), fine, {"seed": 0}, plan="usf")
+    sig = sigmas_for("eps")
+    afs = sample_plan(Counting(), start_noise("eps"), sig, {"seed": 0}, plan="1 afs\n* usf")
+    crude = sample_plan(Counting(), start_noise("eps"), sig[1:], {"seed": 0}, plan="usf")  # skip step 0 instead
+    err = float((afs - ref).pow(2).mean().sqrt())
+    assert err < 0.5 * float((crude - ref).pow(2).mean().sqrt())
+    assert err < 0.1
+
+
+@pytest.mark.parametrize("plan, match", [("2 afs\n* usf", "step 1: afs"), ("1 usf\n1 afs\n* euler", "step 1: afs"),
+                                         ("afs", "first step")])
+def test_analytic_first_step_anywhere_but_first_is_rejected(plan, match):
+    with pytest.raises(ValueError, match=match):
+        plan_nfe(plan, sigmas_for("eps", 1 if plan == "afs" else N))

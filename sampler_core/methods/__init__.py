@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import exponential, first_order, multistep, singlestep, unipc, usf  # noqa: F401
+from . import analytic, exponential, first_order, multistep, singlestep, unipc, usf  # noqa: F401
 from ._base import Compat, Entry, Schedule, StepContext, lincomb
 
 __all__ = ["Compat", "Entry", "Schedule", "StepContext", "lincomb"]
