@@ -211,7 +211,7 @@ def test_bad_per_step_lists_are_rejected_with_the_valid_choices():
 
 @pytest.mark.parametrize("kind", ["eps", "flow"])
 def test_analytic_first_step_saves_one_call_and_is_ddim_with_zero_data_prediction(kind):
-    plan = "1 afs\n* dpmpp_2m"
+    plan = "1 afs corrector=none\n* dpmpp_2m"
     out, trace, stats, calls = run(plan, kind)
     assert calls == stats["nfe"] == N - 1 == plan_nfe(plan, sigmas_for(kind), model_kind=kind)
     sig = sigmas_for(kind)
@@ -241,3 +241,26 @@ def test_analytic_first_step_is_close_to_the_exact_ode_at_high_noise():
 def test_analytic_first_step_anywhere_but_first_is_rejected(plan, match):
     with pytest.raises(ValueError, match=match):
         plan_nfe(plan, sigmas_for("eps", 1 if plan == "afs" else N))
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_analytic_first_step_corrector_uses_the_next_evaluation(kind):
+    """The corrected first step lands nearer the exact ODE solution at sigma_1 than x' = (sigma'/sigma) x.
+    Flow models from s = 1: x' = s' x + (1 - s') D(x', s'); eps models: usf's UniC correction."""
+    x = torch.randn((64, 4, 8, 8), generator=torch.Generator().manual_seed(5)) * (14.6 if kind == "eps" else 1.0)
+    sig = torch.tensor([14.6, 3.0, 1.0, 0.3, 0.0]) if kind == "eps" else torch.tensor([1.0, 0.8, 0.5, 0.2, 0.0])
+    if kind == "eps":
+        fine = torch.exp(torch.linspace(math.log(14.6), math.log(3.0), 401))
+    else:
+        fine = torch.linspace(1.0, 0.8, 401)
+    exact = sample_plan(Counting(kind), x, fine, {"seed": 0}, plan="usf", model_kind=kind)  # x at sigma_1
+    err = {}
+    for corr in ("unic", "none"):
+        model = Counting(kind)
+        trace: list[dict] = []
+        sample_plan(model, x, sig, {"seed": 0}, trace.append, plan=f"1 afs pred=noise corrector={corr}\n* usf",
+                    model_kind=kind)
+        assert model.calls == len(sig) - 2
+        err[corr] = float((trace[1]["x"] - exact).pow(2).mean().sqrt())  # step 1 sees the corrected x
+    # flow: D(x, 1) carries no information about x, the corrected step takes it from D(x', s'): far better
+    assert err["unic"] < (0.5 if kind == "flow" else 0.95) * err["none"], err

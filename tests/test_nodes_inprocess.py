@@ -148,7 +148,8 @@ def test_interrupt_stops_sampling_within_one_step(nodes_mod, toy):
     [("40% dpmpp_2m\n* nosuchsolver", "nosuchsolver"),
      ("5 euler\n5 dpmpp_2m", "10"),  # 10 fixed steps vs 8 in the schedule: impossible split
      ("* euler eta=zzz", "eta"),
-     ("", "empty")],
+     ("", "empty"),
+     ("1 euler\n1 afs\n* dpmpp_2m", "afs .*first step")],
 )
 def test_bad_plan_raises_a_clear_error(nodes_mod, toy, plan, match):
     with pytest.raises(ValueError, match=match):
@@ -222,3 +223,24 @@ def test_solver_mix_reports_the_nfe_of_its_run_in_the_console(nodes_mod, toy, ca
         comfy_helpers.run_comfy_sampler(model, nodes_mod.comfy_sampler.plan_sampler(plan), sigmas, noise)
     # 2 heun steps (2 calls each) + 4 dpmpp_2m steps
     assert any("6 steps, NFE 8" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("kind", ["gmm-eps", "gmm-flow"])
+def test_analytic_first_step_runs_in_comfy_with_one_model_call_less(nodes_mod, toy, kind, caplog):
+    import logging
+
+    model = toy[kind]
+    sigmas = comfy_helpers.model_sigmas(model, "karras" if kind == "gmm-eps" else "simple", 6)
+    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = {}
+    seen = []
+    for plan in ("1 afs pred=noise\n* usf", "usf"):
+        sampler = nodes_mod.comfy_sampler.plan_sampler(nodes_mod.schedule_logic.parse_user_plan(plan))
+        with caplog.at_level(logging.INFO, logger="sampler_scheduler"):
+            out[plan] = comfy_helpers.run_comfy_sampler(model, sampler, sigmas, noise,
+                                                        callback=lambda i, x0, x, total: seen.append(i))
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("6 steps, NFE 5" in m for m in messages) and any("6 steps, NFE 6" in m for m in messages), messages
+    assert seen == list(range(6)) * 2  # progress and previews still see every step
+    a, b = out["1 afs pred=noise\n* usf"], out["usf"]
+    assert torch.isfinite(a).all() and not torch.equal(a, b)

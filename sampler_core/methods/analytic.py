@@ -12,18 +12,20 @@ like an evaluation, so a multistep method on the next step may use it as its pre
 ``corrector=unic`` (default) repeats the step at second order once the next step's real evaluation
 exists (the :mod:`usf` UniC corrector, no extra call), which removes most of the estimate's error;
 ``pred`` picks the expanded quantity of that correction (data or noise prediction). From a flow
-model's s = 1 (lambda = -inf) the step is x' = s' x and has no corrector.
+model's s = 1 (lambda = -inf), where D(x, 1) = E[x0] whatever x is, the step is x' = s' x and the
+corrector is the h -> inf limit of the second-order one: x' = s' x + (1 - s') D(x', s').
 Only valid as the first step of a run with at least two steps (checked).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from ..registry import StepMethod, register
-from ._base import StepContext
+from ._base import StepContext, lincomb
 from .usf import CORRECTOR, PRED, USF
 
 
@@ -53,6 +55,12 @@ class AnalyticFirstStep(StepMethod):
 
     @classmethod
     def step(cls, ctx: StepContext, i: int, x: torch.Tensor, denoised: torch.Tensor, opts: dict[str, Any]):
+        s, s1 = ctx.sig[i], ctx.sig[i + 1]
+        if not math.isfinite(ctx.lam(s)):  # flow s = 1
+            if opts["corrector"] == "unic" and i + 1 < ctx.n:
+                a_t, x_start = ctx.alpha(s1), x
+                ctx.pending = lambda d_next: lincomb((s1 / s, x_start), (a_t, d_next))
+            return x * (s1 / s)
         # the first-order usf step with D = 0 is x' = (sigma'/sigma) x in both predictions; usf adds the corrector
         usf = {**USF.defaults(), "order": 1, "pred": opts["pred"], "corrector": opts["corrector"],
                "lower_order_final": "false"}
