@@ -32,7 +32,9 @@ log = logging.getLogger("sampler_scheduler")
 PLAN_TOOLTIP = (
     "One segment per line: <count> <method> [key=value ...]. count = steps (10), a percentage (40%) or * "
     "(the rest). Example: '40% dpmpp_2m_sde eta=1' then '* dpmpp_2m' (SDE early, ODE late). A single method "
-    "name means every step. '#' starts a comment. eta=0 turns an SDE method into its ODE."
+    "name means every step. '#' starts a comment. eta=0 turns an SDE method into its ODE. Methods: ComfyUI's "
+    "sampler names, usf (per-step order/pred/deriv/corrector), afs (analytical first step, first line only: "
+    "one model call less)."
 )
 
 

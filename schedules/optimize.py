@@ -39,25 +39,34 @@ class OptimizationCancelled(RuntimeError):
     """Raised when the ``cancel`` hook returns True."""
 
 
+TRUST_SCALE = 0.25  # default trust region of the early-stopped search (see SearchConfig)
+
+
 @dataclass
 class SearchConfig:
     """Settings of one coordinate search. Early stopping (``early_stopping=False`` switches all of it
-    off) stops after ``max_sweeps`` sweeps, or when the relative improvement of a sweep stays below
-    ``rel_tol`` for ``patience`` sweeps in a row. ``max_evals`` caps interval evaluations (always on).
+    off) is a trust region around the start: candidates reach at most ``trust_scale`` of the log-gap
+    to a neighbour, and the search stops after ``max_sweeps`` sweeps, or when the relative improvement
+    of a sweep stays below ``rel_tol`` for ``patience`` sweeps in a row. ``max_evals`` caps interval
+    evaluations (always on).
 
-    Why stop early: KLUB is loose at high noise, and its full minimum leaves a few huge high-noise
-    steps. On the built-in GMM (10 steps, euler / euler_ancestral, Frechet distance to the data) 4-5
-    sweeps from the time-uniform start beat the start and the fully minimised schedule, which was
-    worse than karras; the benchmark settles the default.
+    Why: KLUB is loose at high noise, and its full minimum packs the steps at low noise behind one
+    huge high-noise step, a worse schedule than the start. The paper starts from a good schedule and
+    stops early; the default (2 sweeps, trust_scale 0.25) keeps each point within a quarter of the
+    gap to its neighbours per sweep. Chosen on validation noise seeds (2001-2003, never the
+    evaluation seeds) of ``benchmarks/bench_ays.py`` among 1-10 sweeps and scales 0.1-0.9: it beat
+    every ComfyUI baseline in 2 of 9 (model, sampler) cells there, the old default (5 sweeps, no
+    trust region) in 1.
     """
 
     n_candidates: int = 11  # per point, the current one included (odd: the same number on each side)
     initial_scale: float = 0.9  # fraction of the log-gap to a neighbour the outermost candidate reaches
+    trust_scale: float | None = TRUST_SCALE  # with early stopping: cap on that fraction (None: initial_scale)
     shrink: float = 0.5  # scale factor when the current point wins
-    grow: float = 2.0  # scale factor when an outermost candidate wins (capped at initial_scale)
+    grow: float = 2.0  # scale factor when an outermost candidate wins (capped at max_scale)
     min_scale: float = 1e-3  # a point has converged when its scale drops below this
     early_stopping: bool = True
-    max_sweeps: int | None = 5  # few sweeps from a good start: fully minimised KLUB is a worse schedule
+    max_sweeps: int | None = 2  # few sweeps from a good start: fully minimised KLUB is a worse schedule
     rel_tol: float = 1e-3
     patience: int = 2
     max_evals: int | None = None
@@ -67,8 +76,17 @@ class SearchConfig:
             raise ValueError(f"n_candidates must be odd and >= 3, got {self.n_candidates}")
         if not 0 < self.initial_scale < 1:
             raise ValueError(f"initial_scale must be in (0, 1), got {self.initial_scale}")
+        if self.trust_scale is not None and not 0 < self.trust_scale < 1:
+            raise ValueError(f"trust_scale must be in (0, 1) or None, got {self.trust_scale}")
         if not 0 < self.shrink < 1 or self.grow < 1:
             raise ValueError("need 0 < shrink < 1 and grow >= 1")
+
+    @property
+    def max_scale(self) -> float:
+        """The largest candidate reach in use: ``initial_scale``, capped by ``trust_scale`` with early stopping."""
+        if self.early_stopping and self.trust_scale is not None:
+            return min(self.initial_scale, self.trust_scale)
+        return self.initial_scale
 
 
 @dataclass
@@ -143,7 +161,8 @@ def coordinate_search(
         movable[0] = movable[n] = False
     half = (cfg.n_candidates - 1) // 2
     offsets = torch.arange(1, half + 1, dtype=torch.float64) / half  # fractions of the reach, (0, 1]
-    scale = torch.full((n + 1,), cfg.initial_scale, dtype=torch.float64)
+    top_scale = cfg.max_scale
+    scale = torch.full((n + 1,), top_scale, dtype=torch.float64)
 
     def check_cancel() -> None:
         if cancel is not None and cancel():
@@ -205,7 +224,7 @@ def coordinate_search(
                     values[i] = below[j, best[j]]
                     values[i - 1] = above[j, best[j]]
                     if bool(outermost[j]):
-                        scale[i] = min(scale[i] * cfg.grow, cfg.initial_scale)
+                        scale[i] = min(scale[i] * cfg.grow, top_scale)
                 else:
                     scale[i] = scale[i] * cfg.shrink
             if progress is not None:

@@ -230,6 +230,31 @@ def test_early_stopping_stops_before_convergence_and_budget_is_respected():
     assert capped.evals <= 500
 
 
+def test_default_search_is_a_trust_region_around_the_start():
+    default = SearchConfig()
+    assert default.early_stopping and default.max_sweeps == 2
+    assert default.max_scale == pytest.approx(0.25)  # trust_scale caps the candidate reach
+    assert SearchConfig(early_stopping=False).max_scale == pytest.approx(0.9)  # the full search is unchanged
+    assert SearchConfig(trust_scale=None).max_scale == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="trust_scale"):
+        SearchConfig(trust_scale=1.5)
+
+    objective = closed_form_objective(1.0, 1)
+    start = karras_schedule(SIGMA_MIN, SIGMA_MAX, 10)
+    one = coordinate_search(start, objective, config=SearchConfig(max_sweeps=1))
+    log_s, log_new = torch.log(start), torch.log(one.sigmas)
+    for i in range(1, 10, 2):  # odd points move first, against the start's neighbours
+        reach = 0.25 * max(log_s[i - 1] - log_s[i], log_s[i] - log_s[i + 1])
+        assert abs(float(log_new[i] - log_s[i])) <= float(reach) + 1e-12
+    assert one.history[-1] < one.history[0]
+    # the trust region keeps the default result near the start; the unconstrained search goes further
+    free = coordinate_search(start, objective, config=SearchConfig(max_sweeps=2, trust_scale=None))
+    trusted = coordinate_search(start, objective)
+    drift = lambda r: float(torch.abs(torch.log(r.sigmas) - log_s).max())  # noqa: E731
+    assert drift(trusted) < drift(free)
+    assert trusted.history[-1] < trusted.history[0]
+
+
 def test_progress_hook_is_called_and_cancel_hook_stops():
     seen = []
     coordinate_search(karras_schedule(SIGMA_MIN, SIGMA_MAX, 10), closed_form_objective(1.0, 1),
