@@ -49,6 +49,7 @@ def bench_args(quick: bool, batch_gmm: int | None = None, batch_digits: int | No
     make both sides' numbers depend on how many such samples the batch happens to hold."""
     return argparse.Namespace(device="cpu", quick=quick, batch_gmm=batch_gmm or (128 if quick else 4096),
                               batch_digits=batch_digits or (128 if quick else 1024), n_dirs=64, ref_steps=0,
+                              ode_only=True,  # the baseline is the best deterministic pair: SDE samplers not run
                               ref_check_steps=50 if quick else 200)
 
 

@@ -333,6 +333,9 @@ class ModelBench:
                                 stochastic=None, rmse=None, dist=None, seconds=None,
                                 error=f"{type(exc).__name__}: {exc}"[:300])
                 continue
+            if stochastic and getattr(self.args, "ode_only", False):
+                log(f"[{self.kind}] {name}: SDE sampler, skipped (ODE samplers only)")
+                continue
             for scheduler in self.schedulers:
                 for nfe in self.nfes:
                     self._comfy_point(name, scheduler, nfe, steps_karras[nfe], stochastic)

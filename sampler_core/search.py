@@ -6,8 +6,10 @@ estimate / corrector / eta, dpmpp_2m, uni_pc, heun, ...) and a sigma schedule gi
 * sigma_i (positive points, VE sigma; flow models: s / (1 - s)) follow Karras et al. 2022 eq. 5,
   sigma_i = (top^(1/rho) + t_i (last^(1/rho) - top^(1/rho)))^rho, t_i = i / (m - 1), with knobs rho, the
   last positive sigma (>= the model's sigma_min) and, on flow models, the VE sigma of the first point
-  after s = 1 (top); then every interior point moves by ``offset_i`` (|offset| <= 0.4) of the log-gap
-  to its neighbour on that side (order is kept). The schedule ends in 0 as ComfyUI's schedulers do.
+  after s = 1 (top), blended in log sigma by the knob ``kl`` (weight in [0, 1]) with the KL-optimal
+  spacing tan((1 - t_i) atan(top) + t_i atan(last)) (ComfyUI's kl_optimal); then every interior point
+  moves by ``offset_i`` (|offset| <= 0.4) of the log-gap to its neighbour on that side (order is kept).
+  The schedule ends in 0 as ComfyUI's schedulers do.
 * the step count n follows from the choices: sum over steps i < n-1 of the method's model calls, plus
   one for the last step to sigma 0, equals the NFE budget exactly (checked with :func:`loop.plan_nfe`).
 
@@ -48,7 +50,7 @@ OFFSET_MAX = 0.4  # largest move of an interior point, as a fraction of the log-
 RHO_RANGE = (0.7, 30.0)  # Karras rho (log-uniform knob); large rho ~ log-uniform spacing
 LAST_RATIO_MAX = 8.0  # last positive sigma in [sigma_min, 8 sigma_min] (VE)
 FLOW_TOP_RANGE = (2.0, 500.0)  # flow models: VE sigma of the point after s = 1
-N_FIXED_KNOBS = 3
+N_FIXED_KNOBS = 4  # rho, last, top (flow), kl blend
 
 
 # --------------------------------------------------------------------------- the space of per-step choices
@@ -168,6 +170,12 @@ def _karras(m: int, hi: float, lo: float, rho: float) -> list[float]:
     return [(a + i / (m - 1) * (b - a)) ** rho for i in range(m)]
 
 
+def _kl_optimal(m: int, hi: float, lo: float) -> list[float]:
+    """m points from hi down to lo, evenly spaced in atan(sigma) (the KL-optimal schedule of N(0, I) data)."""
+    a, b = math.atan(hi), math.atan(lo)
+    return [math.tan(a + i / (m - 1) * (b - a)) for i in range(m)]
+
+
 def _log_knob(u: float, lo: float, hi: float) -> float:
     return math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
 
@@ -180,12 +188,17 @@ def schedule_sigmas(problem: Problem, n: int, knobs: Sequence[float]) -> torch.T
     if problem.model_kind == "flow":
         top = max(_log_knob(knobs[2], *FLOW_TOP_RANGE), last * 1.5)
         head = [math.inf]  # s = 1
-        body = _karras(n - 1, top, last, rho) if n > 1 else []
+        m = n - 1
     else:
         top = problem.sigma_max
         last = min(last, top / 1.5)
         head = []
-        body = _karras(n, top, last, rho)
+        m = n
+    body = _karras(m, top, last, rho) if m > 0 else []
+    w = float(knobs[3])
+    if w > 0 and m > 1:
+        tan = _kl_optimal(m, top, last)
+        body = [math.exp((1 - w) * math.log(a) + w * math.log(b)) for a, b in zip(body, tan, strict=True)]
     pts = head + body
     logs = [math.log(p) if math.isfinite(p) else math.inf for p in pts]
     moved = list(logs)
@@ -471,11 +484,13 @@ class _Searcher:
         n = int(self.rng.integers(max(1, self.nfe // 2), self.nfe + 1))
         steps = [int(self.rng.integers(len(self.space))) for _ in range(n)]
         knobs = [float(self.rng.random()) for _ in range(N_FIXED_KNOBS)]
-        knobs += [float(np.clip(0.5 + 0.15 * self.rng.standard_normal(), 0, 1)) for _ in range(self.n_knobs - 3)]
+        knobs += [float(np.clip(0.5 + 0.15 * self.rng.standard_normal(), 0, 1))
+                  for _ in range(self.n_knobs - N_FIXED_KNOBS)]
         return Candidate(self.repair(steps), tuple(knobs))
 
     def seeded(self) -> list[tuple[str, Candidate]]:
-        """Known-good starting points: one method on every step, Karras rho = 7 (and a log-uniform spacing)."""
+        """Known-good starting points: one method on every step, Karras rho = 7, a log-uniform and the KL-optimal
+        spacing; and the same after an analytical first step."""
         out = []
         rho7 = (math.log(7.0) - math.log(RHO_RANGE[0])) / (math.log(RHO_RANGE[1]) - math.log(RHO_RANGE[0]))
         lo, hi = FLOW_TOP_RANGE
@@ -486,13 +501,13 @@ class _Searcher:
             if c not in self.space:
                 continue
             idx = self.space.index(c)
-            for rho_u in (rho7, 1.0):
-                knobs = (rho_u, 0.0, top) + (0.5,) * (self.n_knobs - N_FIXED_KNOBS)
-                label = f"{c.label()} / {'karras rho=7' if rho_u != 1.0 else f'karras rho={RHO_RANGE[1]:g}'}"
-                out.append((label, Candidate(self.repair([idx] * self.nfe), knobs)))
+            for rho_u, kl, label in ((rho7, 0.0, "karras rho=7"), (1.0, 0.0, f"karras rho={RHO_RANGE[1]:g}"),
+                                     (rho7, 1.0, "kl_optimal")):
+                knobs = (rho_u, 0.0, top, kl) + (0.5,) * (self.n_knobs - N_FIXED_KNOBS)
+                out.append((f"{c.label()} / {label}", Candidate(self.repair([idx] * self.nfe), knobs)))
         afs = _choice("afs", pred="noise")
-        if afs in self.space and self.nfe >= 2:  # the same, after an analytical first step
-            for label, c in list(out):
+        if afs in self.space and self.nfe >= 2:  # the same, after an analytical first step (rho 7, kl_optimal)
+            for label, c in [(lb, c) for lb, c in out if "rho=7" in lb or "kl_optimal" in lb]:
                 steps = (self.space.index(afs),) + c.steps
                 out.append((f"{afs.label()} + {label}", Candidate(self.repair(list(steps)), c.knobs)))
         return out
@@ -680,10 +695,10 @@ class _Searcher:
                 self.evaluate(self.random_candidate(), -1)
 
     def shape_knobs(self, c: Candidate) -> list[int]:
-        """Indices of the knobs that change this candidate's sigmas: rho, last, top (flow), interior offsets."""
+        """Indices of the knobs that change this candidate's sigmas: rho, last, top (flow), kl, interior offsets."""
         n = len(c.steps)
         flow = self.problem.model_kind == "flow"
-        fixed = [0, 1, 2] if flow else [0, 1]
+        fixed = [0, 1, 2, 3] if flow else [0, 1, 3]
         first = 2 if flow else 1  # first positive point an offset moves
         return fixed + [N_FIXED_KNOBS + j - 1 for j in range(first, n - 1)]
 
