@@ -41,6 +41,7 @@ NFES = (5, 8)
 SEARCH_NOISE_SEED = 0  # noise the search measures fitness on (and the search's own seed)
 EVAL_NOISE_SEED = 1000  # held-out noise of the comparison (never seen by the search)
 TARGET_RATIO = 0.6
+PREDICTOR_SEED0 = 200  # search seeds of the predictor comparison (100-105 chose SearchConfig.screen_share)
 
 
 def bench_args(quick: bool, batch_gmm: int | None = None, batch_digits: int | None = None) -> argparse.Namespace:
@@ -128,13 +129,13 @@ def predictor_comparison(S, denoiser, problem, nfe, x_start, ref, kw, args) -> d
             t0 = time.perf_counter()
             r = S.search_plan(denoiser, model_kind=problem.model_kind, sigma_min=problem.sigma_min,
                               sigma_max=problem.sigma_max, nfe=nfe, x_start=x_start, ref=ref, config=cfg,
-                              seed=100 + seed, sample_kwargs=kw)
+                              seed=PREDICTOR_SEED0 + seed, sample_kwargs=kw)
             runs[use].append((r, time.perf_counter() - t0))
     target = statistics.median(r.fitness for r, _ in runs[False])
     rows = []
     for seed in range(args.predictor_seeds):
         (rw, tw), (ro, to) = runs[True][seed], runs[False][seed]
-        rows.append({"seed": 100 + seed, "final_with": rw.fitness, "final_without": ro.fitness,
+        rows.append({"seed": PREDICTOR_SEED0 + seed, "final_with": rw.fitness, "final_without": ro.fitness,
                      "evals_with": S.evals_to_reach(rw.history, target),
                      "evals_without": S.evals_to_reach(ro.history, target), "seconds_with": tw, "seconds_without": to})
     never = args.predictor_evaluations + 1
@@ -185,7 +186,8 @@ def markdown(res: dict[str, Any]) -> str:
         for nfe, r in m["nfe"].items():
             lines.append(f"- {kind}, NFE {nfe}: " + ", ".join(f"{v:.4g}" for v in r["sigmas"]))
     lines += ["", "### Search with vs without the learned predictor", "",
-              f"The same search (same seeds {100}..{100 + meta['predictor_seeds'] - 1}, same proposal mechanism) with "
+              f"The same search (same seeds {PREDICTOR_SEED0}..{PREDICTOR_SEED0 + meta['predictor_seeds'] - 1}, same "
+              "proposal mechanism) with "
               "and without the learned fitness predictor, "
               f"{meta['predictor_evaluations']} real evaluations per run, fitness on the first "
               f"{meta['predictor_batch']} search-noise samples. Target: the median final fitness of the runs "

@@ -397,6 +397,9 @@ class SearchConfig:
     random_share: float = 0.3  # share of proposals drawn at random (not from the elite)
     one_hot: bool = False  # ridge predictor: also a one-hot of the choice index per step
     pool: int = 300  # > 0: the stage's ``per_stage`` predicted best of this many proposals (0: per parent pair)
+    # share of a stage's evaluations the predictor picks; the rest are plain proposals (exploration). 0.5 beat
+    # 1.0 (and no predictor) on gmm-eps NFE 5 and gmm-flow NFE 5 / 8 (seeds 100-105, 300 evaluations, 128 samples)
+    screen_share: float = 0.5
     elite: int = 12
     use_predictor: bool = True
     stochastic: bool | None = None  # SDE choices in the space (default: only with data)
@@ -630,8 +633,13 @@ class _Searcher:
                 pool = [c for _ in range(cfg.pool) for c in self.children(elite, 1, seen)]
                 pool = list({c.key(): c for c in pool}.values())
                 scores = predictor.predict(np.array([self.features(c) for c in pool]))
-                for j in np.argsort(scores, kind="stable")[:want]:
+                screened = max(1, round(cfg.screen_share * want))
+                order = np.argsort(scores, kind="stable")
+                for j in order[:screened]:
                     self.evaluate(pool[int(j)], stage, float(math.exp(scores[int(j)])))
+                for j in range(want - screened):  # plain proposals (exploration, as without the predictor)
+                    if j < len(pool) and pool[j].key() not in self.evaluated:
+                        self.evaluate(pool[j], stage, float(math.exp(scores[j])))
                 continue
             for _ in range(want):
                 group = self.children(elite, cfg.children if predictor is not None else 1, seen)

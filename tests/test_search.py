@@ -140,6 +140,22 @@ def test_schedule_knobs_give_decreasing_sigmas_in_the_model_range(kind):
             assert float(sig[-2]) >= prob.sigma_min * 0.999
 
 
+@pytest.mark.parametrize("kl", [0.0, 1.0, 0.5])
+def test_kl_knob_blends_karras_with_the_kl_optimal_spacing(kl):
+    """kl = 0: Karras rho = 7; kl = 1: sigmas evenly spaced in atan(sigma) (ComfyUI's kl_optimal); between: the
+    geometric blend. Knobs: rho -> 7, last -> sigma_min, offsets 0.5 (no move)."""
+    prob = problem("eps")
+    rho_u = (math.log(7.0) - math.log(S.RHO_RANGE[0])) / (math.log(S.RHO_RANGE[1]) - math.log(S.RHO_RANGE[0]))
+    n = 8
+    sig = S.schedule_sigmas(prob, n, [rho_u, 0.0, 0.5, kl] + [0.5] * n).double()[:-1]
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    hi, lo = prob.sigma_max, prob.sigma_min
+    karras = (hi ** (1 / 7) + ramp * (lo ** (1 / 7) - hi ** (1 / 7))) ** 7
+    tan = torch.tan(math.atan(hi) + ramp * (math.atan(lo) - math.atan(hi)))
+    want = torch.exp((1 - kl) * karras.log() + kl * tan.log())
+    assert torch.allclose(sig, want, rtol=1e-5)
+
+
 def test_predictor_reduces_real_evaluations_on_a_small_problem():
     """Same search with and without the predictor, six seeds: evaluations until each reaches the final
     fitness of the run without it (81 when never)."""
