@@ -138,11 +138,7 @@ class AYSBench:
     def dist(self, x: torch.Tensor) -> float:
         from . import metrics
 
-        if not torch.isfinite(x).all():
-            return float("nan")
-        if self.kind == "digits":
-            return metrics.digits_fd(x, self.data)
-        return self.sw(x)
+        return metrics.sample_distance(x, self.kind, getattr(self, "data", None), getattr(self, "sw", None))
 
     def schedules(self) -> dict[str, list[float]]:
         """Every 10-step schedule (11 sigmas, final 0) in the model's own sigma space."""

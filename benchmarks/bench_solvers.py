@@ -197,11 +197,7 @@ class ModelBench:
     def dist(self, x: torch.Tensor) -> float:
         from . import metrics
 
-        if not torch.isfinite(x).all():
-            return float("nan")
-        if self.kind == "digits":
-            return metrics.digits_fd(x, self.data)
-        return self.sw(x)
+        return metrics.sample_distance(x, self.kind, getattr(self, "data", None), getattr(self, "sw", None))
 
     # ---- reference
 

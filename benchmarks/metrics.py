@@ -113,3 +113,13 @@ def digits_fd(latent: torch.Tensor, data: np.ndarray) -> float:
 
     px = latent_to_pixels(latent.float()).reshape(latent.shape[0], -1).double().numpy()
     return frechet_distance(px, data)
+
+
+def sample_distance(x: torch.Tensor, kind: str, data: np.ndarray | None, sw: GMMSlicedW2 | None) -> float:
+    """The benchmarks' distance to the target: FD to the digits ``data`` (digits), else sliced W2 ``sw`` to the
+    exact mixture; NaN when the samples are not finite."""
+    if not torch.isfinite(x).all():
+        return float("nan")
+    if kind == "digits":
+        return digits_fd(x, data)
+    return sw(x)
