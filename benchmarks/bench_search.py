@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="benchmarks/search_results")
     ap.add_argument("--quick", action="store_true", help="smaller batches, fewer evaluations and seeds")
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--evaluations", type=int, default=None, help="real evaluations per search (1000; quick 150)")
+    ap.add_argument("--evaluations", type=int, default=None, help="real evaluations per search (1500; quick 150)")
     ap.add_argument("--search-batch", type=int, default=None,
                     help="noise samples the GMM searches measure on (4096; quick 256): rare mode flips dominate the "
                          "RMSE at low NFE, and a small batch lets the search overfit to its own noise")
@@ -238,13 +238,30 @@ def main(argv: list[str] | None = None) -> int:
                     help="real evaluations per search of the predictor comparison (300; quick 100)")
     ap.add_argument("--results-md", default=str(REPO / "benchmarks" / "SEARCH_RESULTS.md"))
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the markdown from <out>/results.json")
+    ap.add_argument("--merge", default=None,
+                    help="comma-separated result folders of per-model runs (--models X --out DIR each, run side by "
+                         "side): merge them into <out>/results.json and the markdown")
     args = ap.parse_args(argv)
-    args.evaluations = args.evaluations or (150 if args.quick else 1000)
+    args.evaluations = args.evaluations or (150 if args.quick else 1500)
     args.search_batch = args.search_batch or (256 if args.quick else 4096)
     args.search_batch_digits = args.search_batch_digits or (128 if args.quick else 1024)
     args.nfes = tuple(int(v) for v in args.nfes.split(","))
     args.predictor_seeds = (2 if args.quick else 5) if args.predictor_seeds is None else args.predictor_seeds
     args.predictor_evaluations = args.predictor_evaluations or (100 if args.quick else 300)
+    if args.merge:
+        parts = [json.loads((Path(d) / "results.json").read_text()) for d in args.merge.split(",")]
+        meta = dict(parts[0]["meta"])
+        meta["command"] = ("python -m benchmarks.bench_search (one process per model, side by side: "
+                           + "; ".join(f"--models {','.join(p['models'])}" for p in parts) + ")")
+        meta["wall_s"] = max(p["meta"]["wall_s"] for p in parts)
+        res = {"meta": meta, "models": {k: v for p in parts for k, v in p["models"].items()}}
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(res, indent=1, allow_nan=True))
+        md = markdown(res)
+        Path(args.results_md).write_text(md)
+        print(md)
+        return 0
     if args.markdown_only:
         md = markdown(json.loads((Path(args.out) / "results.json").read_text()))
         Path(args.results_md).write_text(md)

@@ -449,6 +449,7 @@ class _Searcher:
         self.best: tuple[Candidate, float] | None = None
         self._feat: list[list[float]] | None = None
         self._stalled = False
+        self._keys: dict[tuple, tuple] = {}
 
         def counted(x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
             self.calls += 1
@@ -567,6 +568,20 @@ class _Searcher:
     def sigmas(self, c: Candidate) -> torch.Tensor:
         return schedule_sigmas(self.problem, len(c.steps), c.knobs)
 
+    def key(self, c: Candidate) -> tuple:
+        """What a run of ``c`` depends on: its per-step choices and its sigmas (float32). Knobs that leave the
+        sigmas unchanged (``top`` on eps models, offsets of points a shorter plan lacks, clipped values) give
+        the same key, so equivalent candidates cost one real evaluation, not one each."""
+        k = c.key()
+        hit = self._keys.get(k)
+        if hit is None:
+            try:
+                hit = (c.steps, tuple(self.sigmas(c).tolist()))
+            except ValueError:
+                hit = k
+            self._keys[k] = hit
+        return hit
+
     def fitness_of(self, c: Candidate) -> float:
         try:
             sig = self.sigmas(c)
@@ -592,7 +607,7 @@ class _Searcher:
             self.step_hook()
 
     def evaluate(self, c: Candidate, stage: int, predicted: float | None = None) -> float:
-        key = c.key()
+        key = self.key(c)
         if key in self.evaluated:
             return self.evaluated[key]
         f = self.fitness_of(c)
@@ -618,7 +633,7 @@ class _Searcher:
             baselines[label] = self.evaluate(c, 0)
         while len(self.order) < min(cfg.initial, cfg.evaluations):
             c = self.random_candidate()
-            if c.key() not in self.evaluated:
+            if self.key(c) not in self.evaluated:
                 self.evaluate(c, 0)
         stage = 0
         evolve_until = cfg.evaluations - int(cfg.refine_share * cfg.evaluations)
@@ -631,14 +646,14 @@ class _Searcher:
             seen = set(self.evaluated)
             if predictor is not None and cfg.pool > 0:  # stage-wide screening: the predicted best of a pool
                 pool = [c for _ in range(cfg.pool) for c in self.children(elite, 1, seen)]
-                pool = list({c.key(): c for c in pool}.values())
+                pool = list({self.key(c): c for c in pool}.values())
                 scores = predictor.predict(np.array([self.features(c) for c in pool]))
                 screened = max(1, round(cfg.screen_share * want))
                 order = np.argsort(scores, kind="stable")
                 for j in order[:screened]:
                     self.evaluate(pool[int(j)], stage, float(math.exp(scores[int(j)])))
                 for j in range(want - screened):  # plain proposals (exploration, as without the predictor)
-                    if j < len(pool) and pool[j].key() not in self.evaluated:
+                    if j < len(pool) and self.key(pool[j]) not in self.evaluated:
                         self.evaluate(pool[j], stage, float(math.exp(scores[j])))
                 continue
             for _ in range(want):
@@ -649,7 +664,7 @@ class _Searcher:
                     scores = predictor.predict(np.array([self.features(c) for c in group]))
                     j = int(np.argmin(scores))
                     pick, pred = group[j], float(math.exp(scores[j]))
-                seen.add(pick.key())
+                seen.add(self.key(pick))
                 self.evaluate(pick, stage, pred)
         self.refine()
         return baselines
@@ -697,7 +712,7 @@ class _Searcher:
         while len(self.order) < self.cfg.evaluations:  # budget left after a full stall: evolve on
             before = len(self.order)
             c = self.mutate(self.best[0])
-            if c.key() not in self.evaluated:
+            if self.key(c) not in self.evaluated:
                 self.evaluate(c, -1)
             elif len(self.order) == before and self.rng.random() < 0.01:
                 self.evaluate(self.random_candidate(), -1)
@@ -711,7 +726,7 @@ class _Searcher:
         return fixed + [N_FIXED_KNOBS + j - 1 for j in range(first, n - 1)]
 
     def _try(self, c: Candidate, fit: float) -> bool:
-        if c.key() in self.evaluated or len(self.order) >= self.cfg.evaluations:
+        if self.key(c) in self.evaluated or len(self.order) >= self.cfg.evaluations:
             return False
         return self.evaluate(c, -1) < fit
 
@@ -730,8 +745,9 @@ class _Searcher:
                 child = self.mutate(child) if self.rng.random() < 0.7 else child
             else:
                 child = self.mutate(a)
-            if child.key() not in seen and child.key() not in keys:
-                keys.add(child.key())
+            ck = self.key(child)
+            if ck not in seen and ck not in keys:
+                keys.add(ck)
                 out.append(child)
                 if len(out) == m:
                     break

@@ -169,6 +169,28 @@ def test_predictor_reduces_real_evaluations_on_a_small_problem():
     assert sum(with_p) < sum(without_p), (with_p, without_p)
 
 
+def test_candidates_with_the_same_choices_and_sigmas_cost_one_real_evaluation():
+    """On an eps model the ``top`` knob does not shape the sigmas: two candidates differing only there run the
+    same plan, so the second is answered from the cache (no evaluation row, no model calls)."""
+    den = Counting("eps")
+    prob = problem("eps")
+    x0 = S.start_latents(prob, torch.randn((4, *SHAPE), generator=torch.Generator().manual_seed(3)))
+    s = S._Searcher(den, prob, 4, x0, torch.zeros_like(x0), None, S.SearchConfig(evaluations=10), 0,
+                    S.default_space(), {}, None, None)
+    a = s.random_candidate()
+    knobs = list(a.knobs)
+    knobs[2] = 1.0 - knobs[2]
+    b = S.Candidate(a.steps, tuple(knobs))
+    assert a.key() != b.key() and torch.equal(s.sigmas(a), s.sigmas(b))
+    fa = s.evaluate(a, 0)
+    calls = den.calls
+    assert s.evaluate(b, 0) == fa and den.calls == calls and len(s.order) == len(s.history) == 1
+    knobs[4] = min(knobs[4] + 0.3, 1.0) if knobs[4] < 0.7 else knobs[4] - 0.3  # moves point 1: a new plan
+    c = S.Candidate(a.steps, tuple(knobs))
+    s.evaluate(c, 0)
+    assert len(s.order) == 2 and den.calls > calls
+
+
 def test_sliced_w2_is_zero_for_the_same_set_and_grows_with_a_shift():
     x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
     assert S.sliced_w2(x, x) < 1e-9
