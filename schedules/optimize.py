@@ -264,12 +264,15 @@ def optimize_schedule(
     subdivision_config: SearchConfig | None = None,
     progress: Callable[[SearchProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    search_first: bool = True,
 ) -> ScheduleResult:
     """Optimise ``initial`` (all interior points), then subdivide ``subdivisions`` times optimising only
-    the new points. ``subdivision_config`` (default: ``config``) applies to the subdivided phases."""
+    the new points. ``subdivision_config`` (default: ``config``) applies to the subdivided phases.
+    ``search_first=False`` keeps ``initial`` as the first phase's result (already optimised, e.g. refined)."""
     start = time.perf_counter()
     result = ScheduleResult()
-    search = coordinate_search(initial, objective, None, config, progress, cancel)
+    none_free = torch.zeros(len(initial), dtype=torch.bool)
+    search = coordinate_search(initial, objective, None if search_first else none_free, config, progress, cancel)
     steps = search.sigmas.numel() - 1
     result.sigmas[steps], result.history[steps] = search.sigmas, search.history
     result.stop_reason[steps] = search.stop_reason
@@ -371,6 +374,49 @@ def builtin_problem(model: str):
     raise ValueError(f"unknown built-in model {model!r}: use gmm-eps, gmm-flow or digits")
 
 
+def builtin_to_sampling(model: str, ve: torch.Tensor) -> torch.Tensor:
+    """A built-in model's VE-space schedule as the sigmas the AYS node gives a sampler (flow: back to flow times
+    with s = 1 on top; the final value replaced by 0)."""
+    from .ays_tables import ays_sigmas
+    from .klub import ve_to_flow_sigma
+
+    sig = torch.as_tensor(ve, dtype=torch.float64).reshape(-1)
+    if model == "gmm-flow":
+        sig = ve_to_flow_sigma(sig)
+        sig[0] = 1.0
+    return ays_sigmas(sig, sig.numel() - 1)
+
+
+def refine_builtin(model: str, sigmas_ve: torch.Tensor, samples: int, seed: int, config=None):
+    """Solver refinement (:mod:`schedules.refine`) of a built-in model's schedule: ``samples`` noise draws
+    (``seed``) and their 200-step ODE reference (the pack's ``sampler_core.search.reference_run``).
+    Returns (RefineResult, model evaluations, the SolverError score)."""
+    from sampler_core import search as S
+    from sampler_core.loop import sample_plan
+
+    from .refine import RefineConfig, SolverError, refine_schedule
+
+    cfg = config or RefineConfig()
+    denoiser, problem, shape = S.builtin_model(model)
+    kw = {"flow_first_sigma": S.flow_first_sigma()} if problem.model_kind == "flow" else {}
+    noise = torch.randn((samples, *shape), generator=torch.Generator().manual_seed(seed))
+    x0 = S.start_latents(problem, noise)
+    ref = S.reference_run(denoiser, x0, problem, 200, kw)
+    calls = [0]
+
+    def counted(x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:
+        calls[0] += x.shape[0]
+        return denoiser(x, sigma)
+
+    def run(method: str, sig: torch.Tensor) -> torch.Tensor:
+        return sample_plan(counted, x0.clone(), sig, extra_args={"seed": seed}, plan=method,
+                           model_kind=problem.model_kind, **kw)
+
+    score = SolverError(run, ref, lambda ve: builtin_to_sampling(model, ve), sigmas_ve, cfg.methods, cfg.metrics)
+    result = refine_schedule(sigmas_ve, score, cfg)
+    return result, calls[0], score
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m schedules.optimize",
                                      description="Optimise an Align Your Steps schedule for a built-in model.")
@@ -388,6 +434,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=SearchConfig.patience,
                         help="early stopping: sweeps in a row without progress before stopping")
     parser.add_argument("--no-early-stopping", action="store_true", help="run every phase to convergence")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="skip the solver refinement of the 10-step schedule (KLUB search only, as the paper)")
+    parser.add_argument("--refine-samples", type=int, default=256,
+                        help="noise samples of the solver refinement (each with a 200-step reference run)")
     args = parser.parse_args(argv)
 
     from pathlib import Path
@@ -407,7 +457,18 @@ def main(argv: Sequence[str] | None = None) -> int:
               flush=True)
 
     subdivisions = int(round(math.log2(args.steps // 10)))
-    result = optimize_schedule(objective, initial, subdivisions, config, progress=report)
+    start = time.perf_counter()
+    first = coordinate_search(initial, objective, None, config, report)
+    refined = None
+    if not args.no_refine:
+        refined, refine_calls, score = refine_builtin(args.model, first.sigmas, args.refine_samples, args.seed)
+        print(f"  solver refinement: worst relative error {math.exp(refined.history[-1]):.3f} of the KLUB "
+              f"schedule's ({refined.evals} schedules, {refine_calls} model evaluations)", flush=True)
+    result = optimize_schedule(objective, refined.sigmas if refined else first.sigmas, subdivisions, config,
+                               progress=report, search_first=False)
+    result.history[10] = first.history
+    result.stop_reason[10] = first.stop_reason
+    result.seconds = time.perf_counter() - start
     out = Path(args.out)
     sigmas = dict(result.sigmas)
     if args.model == "gmm-flow":  # back to the model's own flow times; the capped top is s = 1 again
@@ -420,12 +481,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         model=identity,
         conditioning={"source": "built-in model data (unconditional)", "klub_samples": args.samples,
                       "seed": args.seed, "early_stopping": config.early_stopping, "max_sweeps": config.max_sweeps,
-                      "rel_tol": config.rel_tol, "patience": config.patience},
+                      "rel_tol": config.rel_tol, "patience": config.patience,
+                      "solver_refinement": None if refined is None else {
+                          "methods": list(score.methods), "score_history": refined.history,
+                          "samples": args.refine_samples, "model_evaluations": refine_calls}},
         sigmas={k: [float(x) for x in v] for k, v in sigmas.items()},
         klub_history={k: list(v) for k, v in result.history.items()},
     )
     save_preset_file(out, preset)
-    print(f"optimised {args.model} in {result.seconds:.1f} s ({objective.nfe} model evaluations); wrote {out}")
+    extra = "" if refined is None else f" + {refine_calls} solver refinement"
+    print(f"optimised {args.model} in {result.seconds:.1f} s ({objective.nfe} KLUB{extra} model evaluations); "
+          f"wrote {out}")
     for k, v in sigmas.items():
         print(f"  {k:>2} steps ({result.stop_reason[k]}): " + ", ".join(f"{x:.4g}" for x in v.tolist()))
     return 0

@@ -52,3 +52,14 @@ def comfy_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread (as the commands and the benchmarks): fast and reproducible on a busy 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

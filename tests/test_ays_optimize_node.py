@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -28,12 +29,14 @@ def nodes_mod(pack):
     return pack.nodes
 
 
-def optimise(nodes_mod, model, name: str, steps: str = "10", data=None, cfg: float = 1.0, **kw):
+def optimise(nodes_mod, model, name: str, steps: str = "10", data=None, cfg: float = 1.0, refine: bool = True,
+             **kw):
     cond = comfy_helpers.empty_conditioning()
     args = dict(SMALL, **kw)
     node = nodes_mod.ays_optimize.SamplerSchedulerAYSOptimize
     out = node.execute(model, cond, cond, cfg, {"samples": torch.zeros(1, 4, 8, 8)}, steps, args["budget"], 7,
-                       name, args["samples"], args["reference_steps"], args["max_batch"], data=data)
+                       name, args["samples"], args["reference_steps"], args["max_batch"], data=data,
+                       solver_refinement=refine)
     return out.result[0], out.ui
 
 
@@ -78,7 +81,7 @@ def test_optimiser_uses_real_data_and_subdivides_to_20_steps(nodes_mod, user_dir
     model = comfy_helpers.make_toy_model("gmm-eps")
     data = for_latent_cached((4, 8, 8)).sample(32, torch.Generator().manual_seed(1)).float()
     sigmas, _ = optimise(nodes_mod, model, "real-data", steps="20", data={"samples": data}, budget=6000,
-                         cfg=3.0)  # cond and uncond batched through ComfyUI's CFG path
+                         cfg=3.0, refine=False)  # cond and uncond batched through ComfyUI's CFG path
     assert sigmas.shape == (21,)
     preset = load_preset(user_dir / "sampler_scheduler" / "ays_schedules" / "real-data.json")
     assert preset.conditioning["optimised_steps"] == [10, 20]
@@ -86,6 +89,42 @@ def test_optimiser_uses_real_data_and_subdivides_to_20_steps(nodes_mod, user_dir
     assert preset.conditioning["cfg"] == 3.0 and preset.conditioning["positive"][0]["shape"] == [1, 1, 8]
     # subdivision keeps every 10-step point and only moves the new ones
     assert preset.sigmas[20][0::2] == pytest.approx(preset.sigmas[10], rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["gmm-eps", "gmm-flow"])
+def test_solver_refinement_lowers_the_solvers_error_and_keeps_the_klub_record(nodes_mod, user_dir, kind):
+    """Refinement on (default) vs off, same seed: the KLUB search is the same, the refined 10-step schedule keeps
+    its endpoints, and the worst relative solver error (the recorded score) went down from 0."""
+    from sampler_scheduler_pack.schedules.presets import load_preset
+
+    model = comfy_helpers.make_toy_model(kind)
+    _, ui = optimise(nodes_mod, model, "refined")
+    off, _ = optimise(nodes_mod, model, "klub-only", refine=False)
+    folder = user_dir / "sampler_scheduler" / "ays_schedules"
+    ref, plain = load_preset(folder / "refined.json"), load_preset(folder / "klub-only.json")
+    assert ref.klub_history == plain.klub_history and plain.conditioning["solver_refinement"] is None
+    rec = ref.conditioning["solver_refinement"]
+    hist = rec["score_history"]
+    assert hist[0] == 0 and all(b <= a for a, b in zip(hist, hist[1:], strict=False)) and hist[-1] < 0
+    for start_err, end_err in rec["errors_start_end"].values():  # per method: the worst one improved by exp(hist[-1])
+        assert end_err <= start_err * math.exp(hist[-1]) * (1 + 1e-9)
+    assert rec["model_evaluations"] > 0 and "refinement" in ui["text"][0]
+    a, b = ref.sigmas[10], plain.sigmas[10]
+    assert a[0] == b[0] and a[-1] == b[-1] and a != b
+
+
+def test_refinement_with_real_data_runs_its_own_reference(nodes_mod, user_dir):
+    from sampler_scheduler_pack.sampler_core.models.gmm import for_latent_cached
+    from sampler_scheduler_pack.schedules.presets import load_preset
+
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    data = for_latent_cached((4, 8, 8)).sample(32, torch.Generator().manual_seed(1)).float()
+    optimise(nodes_mod, model, "real-refined", data={"samples": data})
+    preset = load_preset(user_dir / "sampler_scheduler" / "ays_schedules" / "real-refined.json")
+    cond = preset.conditioning
+    assert "encoded images" in cond["data"]
+    assert cond["reference_evaluations"] == SMALL["samples"] * SMALL["reference_steps"]
+    assert cond["solver_refinement"]["score_history"][-1] <= 0
 
 
 def test_cancel_stops_the_optimiser_within_one_model_call_and_saves_nothing(nodes_mod, user_dir):
@@ -155,7 +194,9 @@ def test_optimiser_progress_bar_advances_to_its_total(nodes_mod, user_dir):
         optimise(nodes_mod, comfy_helpers.make_toy_model("gmm-eps"), "progress")
     finally:
         comfy.utils.set_progress_bar_global_hook(old)
-    total = SMALL["samples"] * SMALL["reference_steps"] + SMALL["budget"]  # reference run + search budget
+    refine = nodes_mod.ays_optimize.refine_evaluations(SMALL["samples"])  # 193 schedules x 2 solvers x 10 calls
+    assert refine == (1 + 2 * (9 + 8 + 7) * 2 * 2) * 2 * 10 * SMALL["samples"]
+    total = SMALL["samples"] * SMALL["reference_steps"] + SMALL["budget"] + refine  # reference + search + refine
     assert len(seen) >= 2 and all(t == total for _, t in seen)
     values = [v for v, _ in seen]
     assert values == sorted(values) and values[-1] == total and values[0] < total

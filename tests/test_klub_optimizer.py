@@ -354,13 +354,20 @@ def test_command_writes_a_valid_preset(tmp_path):
 
     out = tmp_path / "gmm flow.json"
     assert main(["--model", "gmm-flow", "--out", str(out), "--samples", "16", "--max-sweeps", "1",
-                 "--steps", "20"]) == 0
+                 "--steps", "20", "--refine-samples", "32"]) == 0
     preset = load_preset(out)
+    refine = preset.conditioning["solver_refinement"]
+    assert refine["samples"] == 32 and refine["score_history"][0] == 0.0 and refine["score_history"][-1] <= 0.0
+    assert preset.sigmas[20][0::2] == pytest.approx(preset.sigmas[10], rel=1e-9)  # 20 steps: only new points move
     assert preset.name == "gmm flow"
     assert preset.steps == [10, 20]
     assert preset.model["builtin"] == "gmm-flow"
     assert preset.sigmas[10][0] == 1.0 and all(0 < s < 1 for s in preset.sigmas[10][1:])  # flow times
     assert len(preset.klub_history[10]) == 2
+    plain = tmp_path / "plain.json"
+    assert main(["--model", "gmm-eps", "--out", str(plain), "--samples", "16", "--max-sweeps", "1",
+                 "--no-refine"]) == 0
+    assert load_preset(plain).conditioning["solver_refinement"] is None
 
 
 # --------------------------------------------------------------------------------------------- presets

@@ -16,13 +16,7 @@ from sampler_core.plan import Plan, parse_plan, resolve_plan
 SHAPE = (4, 4, 4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (as the command and the benchmark): fast and reproducible on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Counting:
