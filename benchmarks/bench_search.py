@@ -41,7 +41,7 @@ NFES = (5, 8)
 SEARCH_NOISE_SEED = 0  # noise the search measures fitness on (and the search's own seed)
 EVAL_NOISE_SEED = 1000  # held-out noise of the comparison (never seen by the search)
 TARGET_RATIO = 0.6
-PREDICTOR_SEED0 = 200  # search seeds of the predictor comparison (100-105 chose SearchConfig.screen_share)
+PREDICTOR_SEED0 = 200  # search seeds of the predictor comparison (100-119 chose SearchConfig.screen_share)
 
 
 def bench_args(quick: bool, batch_gmm: int | None = None, batch_digits: int | None = None) -> argparse.Namespace:
@@ -151,6 +151,36 @@ def predictor_comparison(S, denoiser, problem, nfe, x_start, ref, kw, args) -> d
             "median_final_without": statistics.median(r["final_without"] for r in rows)}
 
 
+def predictor_only(args: argparse.Namespace) -> int:
+    """Recompute the predictor comparison of ``--models`` from the same search noise and reference as the full
+    run, keep everything else of ``<out>/results.json``, and write back only those models."""
+    from sampler_core import search as S
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    path = Path(args.out) / "results.json"
+    res = json.loads(path.read_text())
+    kinds = args.models.split(",")
+    for kind in kinds:
+        denoiser, problem, shape = S.builtin_model(kind)
+        kw = {"flow_first_sigma": S.flow_first_sigma()} if problem.model_kind == "flow" else {}
+        batch = args.search_batch_digits if kind == "digits" else args.search_batch
+        noise = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(SEARCH_NOISE_SEED))
+        x_start = S.start_latents(problem, noise)
+        ref = S.reference_run(denoiser, x_start, problem, args.search_ref_steps, kw)
+        pb = args.predictor_batch
+        for nfe in args.nfes:
+            rec = res["models"][kind]["nfe"][str(nfe)]
+            rec["predictor"] = predictor_comparison(S, denoiser, problem, nfe, x_start[:pb], ref[:pb], kw, args)
+            log(f"[{kind}] NFE {nfe}: predictor comparison done")
+    res["models"] = {k: res["models"][k] for k in kinds}
+    res["meta"].update(predictor_seeds=args.predictor_seeds, predictor_evaluations=args.predictor_evaluations,
+                       predictor_batch=args.predictor_batch,
+                       predictor_wall_s=time.perf_counter() - t0)
+    path.write_text(json.dumps(res, indent=1, allow_nan=True))
+    return 0
+
+
 def fmt(v: float | None, d: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
@@ -233,11 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predictor-batch", type=int, default=128, help="noise samples of the predictor comparison")
     ap.add_argument("--search-ref-steps", type=int, default=200, help="steps of the search's own reference run")
     ap.add_argument("--predictor-seeds", type=int, default=None,
-                    help="seeds of the predictor comparison (5; quick 2; 0: skip it)")
+                    help="seeds of the predictor comparison (20; quick 2; 0: skip it)")
     ap.add_argument("--predictor-evaluations", type=int, default=None,
                     help="real evaluations per search of the predictor comparison (300; quick 100)")
     ap.add_argument("--results-md", default=str(REPO / "benchmarks" / "SEARCH_RESULTS.md"))
     ap.add_argument("--markdown-only", action="store_true", help="rewrite the markdown from <out>/results.json")
+    ap.add_argument("--predictor-only", action="store_true",
+                    help="redo only the predictor comparison of --models in <out>/results.json (the searches and "
+                         "the grid are deterministic and kept); writes those models back")
     ap.add_argument("--merge", default=None,
                     help="comma-separated result folders of per-model runs (--models X --out DIR each, run side by "
                          "side): merge them into <out>/results.json and the markdown")
@@ -246,8 +279,10 @@ def main(argv: list[str] | None = None) -> int:
     args.search_batch = args.search_batch or (256 if args.quick else 4096)
     args.search_batch_digits = args.search_batch_digits or (128 if args.quick else 1024)
     args.nfes = tuple(int(v) for v in args.nfes.split(","))
-    args.predictor_seeds = (2 if args.quick else 5) if args.predictor_seeds is None else args.predictor_seeds
+    args.predictor_seeds = (2 if args.quick else 20) if args.predictor_seeds is None else args.predictor_seeds
     args.predictor_evaluations = args.predictor_evaluations or (100 if args.quick else 300)
+    if args.predictor_only:
+        return predictor_only(args)
     if args.merge:
         parts = [json.loads((Path(d) / "results.json").read_text()) for d in args.merge.split(",")]
         meta = dict(parts[0]["meta"])

@@ -329,3 +329,17 @@ def test_server_search_node_feeds_plan_and_sigmas_to_ksampler_and_solver_mix(com
     assert "NFE 4" in outputs["2"]["text"][0] and "SIGMAS input" in outputs["2"]["text"][0]
     assert plan.to_text() == plan_text
     assert outputs["4"]["images"] and outputs["9"]["images"]
+
+
+def test_one_hot_predictor_features_cover_plans_with_an_analytical_first_step():
+    """A plan of nfe + 1 steps (``afs`` first, no model call) has a one-hot slot for every step."""
+    prob = problem("eps")
+    space = S.default_space()
+    x0 = S.start_latents(prob, torch.randn((2, *SHAPE), generator=torch.Generator().manual_seed(0)))
+    s = S._Searcher(Counting("eps"), prob, 3, x0, torch.zeros_like(x0), None, S.SearchConfig(one_hot=True), 0, space,
+                    {}, None, None)
+    afs = space.index(S._choice("afs", pred="noise"))
+    c = S.Candidate(s.repair([afs, s.single[0], s.single[0], s.single[0]]), tuple([0.5] * s.n_knobs))
+    assert len(c.steps) == 4 and S.steps_nfe(space, c.steps) == 3
+    f = s.features(c)
+    assert sum(f[-4 * len(space):]) == 4.0
