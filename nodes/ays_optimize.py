@@ -11,6 +11,11 @@ receives ComfyUI's wrapped model, ``model(x, sigma, **extra_args) -> x0`` with c
 x0 are encoded real images (optional LATENT ``data``) or samples of the model itself: a high-NFE
 reference run (DPM-Solver++(2M) of the pack's sampler core, ~100 steps) under the same conditioning.
 
+Solver refinement (``schedules.refine``, input ``solver_refinement``, on by default): after the KLUB search
+of the 10-step schedule, coordinate sweeps lower the worst relative RMSE of euler and dpmpp_2m against those
+reference runs from the same noise (a reference run of its own when real images are the data); the 20- and
+40-step phases then subdivide the refined schedule.
+
 Sigma spaces: EPS / V / EDM models are optimised in their k-diffusion sigma; flow models (ComfyUI
 CONST, x = (1 - s) x0 + s eps) in the equivalent VE sigma s / (1 - s), with s = 1 standing in as
 ``FLOW_S_CAP`` while optimising and saved as 1 again.
@@ -360,7 +365,8 @@ class SamplerSchedulerAYSOptimize(io.ComfyNode):
             category="sampling/custom_sampling/schedulers",
             description=(
                 "Optimises an Align Your Steps schedule for this model, conditioning and cfg (KLUB, Sabour et al. "
-                "2024): coordinate search over the sigmas, 10 -> 20 -> 40 steps. Data: encoded real images "
+                "2024): coordinate search over the sigmas, 10 -> 20 -> 40 steps; by default the 10-step schedule is "
+                "then refined against the error of euler and dpmpp_2m (solver_refinement). Data: encoded real images "
                 "(optional 'data') or the model's own samples from a high-NFE run. Saves the schedule as a "
                 "preset in the user directory (sampler_scheduler/ays_schedules); the Align Your Steps Sigmas "
                 "node offers it after a refresh (R) of the node definitions. Outputs the sigmas."
