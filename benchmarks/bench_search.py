@@ -290,13 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                            + "; ".join(f"--models {','.join(p['models'])}" for p in parts) + ")")
         meta["wall_s"] = max(p["meta"]["wall_s"] for p in parts)
         res = {"meta": meta, "models": {k: v for p in parts for k, v in p["models"].items()}}
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(res, indent=1, allow_nan=True))
-        md = markdown(res)
-        Path(args.results_md).write_text(md)
-        print(md)
-        return 0
+        return write_results(res, args)
     if args.markdown_only:
         md = markdown(json.loads((Path(args.out) / "results.json").read_text()))
         Path(args.results_md).write_text(md)
@@ -318,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
                     "predictor_evaluations": args.predictor_evaluations, "predictor_seeds": args.predictor_seeds,
                     "predictor_batch": args.predictor_batch},
            "models": models}
+    return write_results(res, args)
+
+
+def write_results(res: dict[str, Any], args: argparse.Namespace) -> int:
+    """Write ``<out>/results.json`` and the markdown report; print the report."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=1, allow_nan=True))
