@@ -50,7 +50,7 @@ from ..schedules.optimize import (
     time_uniform_schedule,
 )
 from ..schedules.presets import AYSPreset, preset_sigmas, save_preset
-from ..schedules.refine import RefineConfig, SolverError, refine_schedule
+from ..schedules.refine import RefineConfig, SolverError, refine_blocks, refine_schedule
 from . import presets_store
 from .comfy_sampler import comfy_noise_sampler, model_settings
 from .schedule_logic import is_flow
@@ -168,11 +168,10 @@ class OptimiserSettings:
 
 def refine_evaluations(samples: int, config: RefineConfig | None = None, steps: int = 10) -> int:
     """Model evaluations of the solver refinement: every schedule it tries (the start once, then per sweep
-    ``2 * len(reach)`` candidates for each interior point and, with ``ranges``, each of the ``2 (steps - 1) - 3``
-    heads and tails) runs every method for ``steps`` calls on ``samples``."""
+    ``2 * len(reach)`` candidates for each run of points of :func:`~schedules.refine.refine_blocks`) runs every
+    method for ``steps`` calls on ``samples``."""
     cfg = config or RefineConfig()
-    blocks = (steps - 1) + (2 * (steps - 1) - 3 if cfg.ranges else 0)
-    schedules = 1 + cfg.sweeps * blocks * 2 * len(cfg.reach)
+    schedules = 1 + cfg.sweeps * len(refine_blocks(steps, cfg.ranges)) * 2 * len(cfg.reach)
     return schedules * len(cfg.methods) * steps * samples
 
 

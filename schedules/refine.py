@@ -85,6 +85,16 @@ class RefineResult:
     errors: dict[str, list[float]] = field(default_factory=dict)  # per method: RMSE at the start, at the end
 
 
+def refine_blocks(steps: int, ranges: bool = True) -> list[tuple[int, int]]:
+    """The runs of interior points (first, last index) a sweep moves, for a schedule of ``steps`` steps: every
+    point alone, then with ``ranges`` every head 1..k (k >= 2) and every shorter tail k..steps-1 (k >= 2)."""
+    last = steps - 1  # last interior point
+    blocks = [(i, i) for i in range(1, last + 1)]
+    if ranges:
+        blocks += [(1, k) for k in range(2, last + 1)] + [(k, last) for k in range(2, last)]
+    return blocks
+
+
 def refine_schedule(sigmas: torch.Tensor | Sequence[float], score: Callable[[torch.Tensor], float],
                     config: RefineConfig | None = None, progress: Callable[[int, int, float], None] | None = None,
                     cancel: Callable[[], bool] | None = None) -> RefineResult:
@@ -109,10 +119,7 @@ def refine_schedule(sigmas: torch.Tensor | Sequence[float], score: Callable[[tor
     if not math.isfinite(current):
         raise ValueError("the solvers' error is not finite on the starting schedule")
     history = [current]
-    last = s.numel() - 2  # last interior point
-    blocks = [(i, i) for i in range(1, last + 1)]
-    if cfg.ranges:
-        blocks += [(1, k) for k in range(2, last + 1)] + [(k, last) for k in range(2, last)]
+    blocks = refine_blocks(s.numel() - 1, cfg.ranges)
     for sweep in range(1, cfg.sweeps + 1):
         for i0, i1 in blocks:
             best, best_s = current, None

@@ -10,7 +10,7 @@ import torch
 from sampler_core import search as S
 from sampler_core.loop import sample_plan
 from schedules.optimize import OptimizationCancelled, time_uniform_schedule
-from schedules.refine import RefineConfig, SolverError, refine_schedule
+from schedules.refine import RefineConfig, SolverError, refine_blocks, refine_schedule
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,6 +32,7 @@ def test_refinement_never_raises_the_score_keeps_endpoints_and_moves_towards_the
     assert res.sigmas[0] == start[0] and res.sigmas[-1] == start[-1]
     assert bool(torch.all(res.sigmas[1:] < res.sigmas[:-1]))
     assert res.evals == 1 + 4 * (9 + 8 + 7) * 2 * len(RefineConfig().reach)  # 9 points, 8 heads, 7 tails
+    assert len(refine_blocks(10)) == 9 + 8 + 7 and len(refine_blocks(10, ranges=False)) == 9
 
 
 def test_refinement_keeps_a_schedule_that_is_already_optimal():
