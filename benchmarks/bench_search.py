@@ -104,6 +104,7 @@ def run_model(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             "best_comfy": {k: best[k] for k in ("name", "scheduler", "steps", "calls", "rmse", "dist")},
             "top_comfy": [{k: r[k] for k in ("name", "scheduler", "steps", "calls", "rmse")} for r in top5],
             "ratio": ours / best["rmse"], "baselines_search_noise": res.baselines,
+            "search_batch": int(search_batch), "eval_batch": int(bench.batch),
         }
         log(f"[{kind}] NFE {nfe}: searched RMSE {ours:.4g} (calls {calls}) vs best ComfyUI {best['name']}/"
             f"{best['scheduler']} {best['rmse']:.4g}: ratio {rec['ratio']:.3f}; search {search_s:.1f}s")
@@ -189,12 +190,13 @@ def fmt(v: float | None, d: int = 3) -> str:
 
 def markdown(res: dict[str, Any]) -> str:
     meta = res["meta"]
+    default_search = {k: meta.get("search_batch_digits", meta["search_batch"]) if k == "digits"
+                      else meta["search_batch"] for k in res["models"]}
     lines = ["## Solver-schedule search (S3) results", "",
              f"Measured by `{meta['command']}` on {meta['date']} ({meta['cpu']}, torch {meta['torch']}, "
              f"{meta['threads']} torch thread; ComfyUI {meta['comfyui']}); wall time {meta['wall_s'] / 60:.1f} min. "
-             f"Search: {meta['evaluations']} real evaluations on {meta['search_batch']} (digits: "
-             f"{meta.get('search_batch_digits', meta['search_batch'])}) noise samples "
-             f"(seed {SEARCH_NOISE_SEED}); evaluation: held-out noise (seed {EVAL_NOISE_SEED}), the batch below, "
+             f"Search: {meta['evaluations']} real evaluations on the 'search' batch of noise samples below "
+             f"(seed {SEARCH_NOISE_SEED}); evaluation: held-out noise (seed {EVAL_NOISE_SEED}), the 'eval' batch, "
              "RMSE to bench_solvers' float64 reference ODE solution from the same noise. The searched plan runs "
              "unchanged as our Solver Mix sampler through ComfyUI; 'calls' are counted model calls there.", "",
              "| model | NFE | searched plan (segments) | RMSE searched | calls | best ComfyUI pair | RMSE best | "
@@ -205,7 +207,9 @@ def markdown(res: dict[str, Any]) -> str:
             b = r["best_comfy"]
             plan = " / ".join(r["plan"].splitlines())
             ok = "yes" if r["ratio"] <= TARGET_RATIO else "NO"
-            lines.append(f"| {kind} (batch {m['info']['batch']}) | {nfe} | `{plan}` | {fmt(r['rmse_eval'])} | "
+            batches = (f"search {r.get('search_batch', default_search[kind])} / "
+                       f"eval {r.get('eval_batch', m['info']['batch'])}")
+            lines.append(f"| {kind} ({batches}) | {nfe} | `{plan}` | {fmt(r['rmse_eval'])} | "
                          f"{r['comfy_calls']} | `{b['name']}` / {b['scheduler']} ({b['steps']} steps) | "
                          f"{fmt(b['rmse'])} | {r['ratio']:.3f} ({ok}) | {r['search_seconds']:.1f} s |")
     ratios = [r["ratio"] for m in res["models"].values() for r in m["nfe"].values()]
@@ -289,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         meta["command"] = ("python -m benchmarks.bench_search (one process per model, side by side: "
                            + "; ".join(f"--models {','.join(p['models'])}" for p in parts) + ")")
         meta["wall_s"] = max(p["meta"]["wall_s"] for p in parts)
-        res = {"meta": meta, "models": {k: v for p in parts for k, v in p["models"].items()}}
+        res = {"meta": meta, "models": merge_models(parts)}
         return write_results(res, args)
     if args.markdown_only:
         md = markdown(json.loads((Path(args.out) / "results.json").read_text()))
@@ -313,6 +317,24 @@ def main(argv: list[str] | None = None) -> int:
                     "predictor_batch": args.predictor_batch},
            "models": models}
     return write_results(res, args)
+
+
+def merge_models(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per model, the NFE rows of every part; a later part replaces the rows it holds (e.g. a rerun of one NFE
+    with larger batches), and a replacing row without a predictor comparison keeps the earlier row's one."""
+    models: dict[str, Any] = {}
+    for part in parts:
+        for kind, m in part["models"].items():
+            if kind not in models:
+                models[kind] = json.loads(json.dumps(m))
+                continue
+            for nfe, row in m["nfe"].items():
+                old = models[kind]["nfe"].get(nfe)
+                row = dict(row)
+                if old is not None and not row["predictor"].get("n") and old["predictor"].get("n"):
+                    row["predictor"] = old["predictor"]
+                models[kind]["nfe"][nfe] = row
+    return models
 
 
 def write_results(res: dict[str, Any], args: argparse.Namespace) -> int:
