@@ -290,10 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         parts = [json.loads((Path(d) / "results.json").read_text()) for d in args.merge.split(",")]
         meta = dict(parts[0]["meta"])
-        meta["command"] = ("python -m benchmarks.bench_search (one process per model, side by side: "
-                           + "; ".join(f"--models {','.join(p['models'])}" for p in parts) + ")")
+        models = merge_models(parts)  # first: it fills in each row's batches, which the command line shows
+        meta["command"] = ("python -m benchmarks.bench_search (runs merged with --merge, later ones replacing "
+                           "the rows they hold: " + "; ".join(merged_command(p) for p in parts) + ")")
         meta["wall_s"] = max(p["meta"]["wall_s"] for p in parts)
-        res = {"meta": meta, "models": merge_models(parts)}
+        res = {"meta": meta, "models": models}
         return write_results(res, args)
     if args.markdown_only:
         md = markdown(json.loads((Path(args.out) / "results.json").read_text()))
@@ -319,12 +320,28 @@ def main(argv: list[str] | None = None) -> int:
     return write_results(res, args)
 
 
+def merged_command(part: dict[str, Any]) -> str:
+    """One merged run, as its models, NFEs and batches."""
+    rows = [(k, n, r) for k, m in part["models"].items() for n, r in m["nfe"].items()]
+    batches = sorted({(k, r.get("search_batch"), r.get("eval_batch")) for k, _, r in rows}, key=str)
+    return (f"--models {','.join(part['models'])} --nfes {','.join(sorted({n for _, n, _ in rows}))} ("
+            + ", ".join(f"{k}: search {sb} / eval {eb}" for k, sb, eb in batches) + ")")
+
+
 def merge_models(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Per model, the NFE rows of every part; a later part replaces the rows it holds (e.g. a rerun of one NFE
-    with larger batches), and a replacing row without a predictor comparison keeps the earlier row's one."""
+    with larger batches), and a replacing row without a predictor comparison keeps the earlier row's one. Rows
+    without their batches get them from their own run's settings (in place)."""
     models: dict[str, Any] = {}
     for part in parts:
+        meta = part.get("meta", {})
         for kind, m in part["models"].items():
+            for row in m["nfe"].values():  # the batches each row was measured with, from its own run
+                search = meta.get("search_batch_digits") if kind == "digits" else meta.get("search_batch")
+                if search is not None:
+                    row.setdefault("search_batch", search)
+                if m.get("info", {}).get("batch") is not None:
+                    row.setdefault("eval_batch", m["info"]["batch"])
             if kind not in models:
                 models[kind] = json.loads(json.dumps(m))
                 continue

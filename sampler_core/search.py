@@ -873,7 +873,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="JSON file to write (plan text, plan JSON, sigmas, history)")
     ap.add_argument("--evaluations", type=int, default=SearchConfig.evaluations,
                     help="real evaluations (search budget)")
-    ap.add_argument("--batch", type=int, default=256, help="noise samples the fitness is measured on")
+    ap.add_argument("--batch", type=int, default=256,
+                    help="noise samples the fitness is measured on (at NFE 5 on the GMM models thousands: rare "
+                         "samples that end in another mixture component carry much of the error)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the search and of its noise")
     ap.add_argument("--reference-steps", type=int, default=200)
     ap.add_argument("--no-predictor", action="store_true", help="evaluate every proposal (no screening)")
