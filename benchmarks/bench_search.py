@@ -104,7 +104,7 @@ def run_model(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             "best_comfy": {k: best[k] for k in ("name", "scheduler", "steps", "calls", "rmse", "dist")},
             "top_comfy": [{k: r[k] for k in ("name", "scheduler", "steps", "calls", "rmse")} for r in top5],
             "ratio": ours / best["rmse"], "baselines_search_noise": res.baselines,
-            "search_batch": int(search_batch), "eval_batch": int(bench.batch),
+            "search_batch": int(search_batch), "eval_batch": int(bench.batch), "search_predictor": cfg.predictor,
         }
         log(f"[{kind}] NFE {nfe}: searched RMSE {ours:.4g} (calls {calls}) vs best ComfyUI {best['name']}/"
             f"{best['scheduler']} {best['rmse']:.4g}: ratio {rec['ratio']:.3f}; search {search_s:.1f}s")
@@ -144,7 +144,7 @@ def predictor_comparison(S, denoiser, problem, nfe, x_start, ref, kw, args) -> d
     def med(key: str) -> float:
         return statistics.median(r[key] if r[key] is not None else never for r in rows)
 
-    return {"runs": rows, "target": target, "n": len(rows),
+    return {"runs": rows, "target": target, "n": len(rows), "predictor": S.SearchConfig().predictor,
             "reached_with": sum(r["evals_with"] is not None for r in rows),
             "reached_without": sum(r["evals_without"] is not None for r in rows),
             "median_evals_with": med("evals_with"), "median_evals_without": med("evals_without"),
@@ -208,7 +208,8 @@ def markdown(res: dict[str, Any]) -> str:
             plan = " / ".join(r["plan"].splitlines())
             ok = "yes" if r["ratio"] <= TARGET_RATIO else "NO"
             batches = (f"search {r.get('search_batch', default_search[kind])} / "
-                       f"eval {r.get('eval_batch', m['info']['batch'])}")
+                       f"eval {r.get('eval_batch', m['info']['batch'])}, {r.get('search_predictor', 'ridge')} "
+                       "predictor")
             lines.append(f"| {kind} ({batches}) | {nfe} | `{plan}` | {fmt(r['rmse_eval'])} | "
                          f"{r['comfy_calls']} | `{b['name']}` / {b['scheduler']} ({b['steps']} steps) | "
                          f"{fmt(b['rmse'])} | {r['ratio']:.3f} ({ok}) | {r['search_seconds']:.1f} s |")
@@ -228,9 +229,9 @@ def markdown(res: dict[str, Any]) -> str:
               "without the predictor; 'evals to reach' = real evaluations until a run's best fitness first reaches "
               f"it ({meta['predictor_evaluations'] + 1} when never: half of the runs without the predictor reach "
               "their own median by construction).", "",
-              "| model | NFE | target RMSE | runs reaching it: with / without | median evals to reach: with / without "
-              "| median final RMSE: with / without |",
-              "|---|---|---|---|---|---|"]
+              "| model | NFE | predictor | target RMSE | runs reaching it: with / without | median evals to reach: "
+              "with / without | median final RMSE: with / without |",
+              "|---|---|---|---|---|---|---|"]
     cut = []
     for kind, m in res["models"].items():
         for nfe, r in m["nfe"].items():
@@ -238,7 +239,8 @@ def markdown(res: dict[str, Any]) -> str:
             if not p["n"]:
                 continue
             cut.append(p["median_evals_with"] < p["median_evals_without"])
-            lines.append(f"| {kind} | {nfe} | {fmt(p['target'])} | {p['reached_with']}/{p['n']} / "
+            lines.append(f"| {kind} | {nfe} | {p.get('predictor', 'ridge')} | {fmt(p['target'])} | "
+                         f"{p['reached_with']}/{p['n']} / "
                          f"{p['reached_without']}/{p['n']} | {p['median_evals_with']:g} / "
                          f"{p['median_evals_without']:g} | {fmt(p['median_final_with'])} / "
                          f"{fmt(p['median_final_without'])} |")

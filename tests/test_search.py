@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -343,3 +344,67 @@ def test_one_hot_predictor_features_cover_plans_with_an_analytical_first_step():
     assert len(c.steps) == 4 and S.steps_nfe(space, c.steps) == 3
     f = s.features(c)
     assert sum(f[-4 * len(space):]) == 4.0
+
+
+def _searcher_with_history(predictor: str, n: int = 40) -> S._Searcher:
+    """A searcher whose history holds ``n`` real evaluations of random candidates (small GMM problem)."""
+    prob = problem("eps")
+    x0 = S.start_latents(prob, torch.randn((4, *SHAPE), generator=torch.Generator().manual_seed(3)))
+    den = Counting("eps")
+    ref = S.reference_run(den, x0, prob, 40)
+    s = S._Searcher(den, prob, 4, x0, ref, None, S.SearchConfig(predictor=predictor), 0, S.default_space(), {},
+                    None, None)
+    while len(s.order) < n:
+        c = s.random_candidate()
+        if s.key(c) not in s.evaluated:
+            s.evaluate(c, 0)
+    return s
+
+
+def test_auto_predictor_uses_the_model_with_the_lower_leave_one_out_error_on_the_log_fitness_scale():
+    s = _searcher_with_history("auto")
+    predict = s.fit_predictor()
+    xs_lin = np.array([s.features(c, True) for c, _ in s.order])
+    xs_raw = np.array([s.features(c, False) for c, _ in s.order])
+    ys = np.log(np.array([f for _, f in s.order]))
+    ridge, kernel = S.Ridge().fit(xs_lin, ys), S.KernelRidge().fit(xs_raw, ys)
+    errors = {"Ridge": ridge.loo, "KernelRidge": kernel.loo * kernel.y_sd**2}
+    chosen = min(errors, key=errors.get)
+    assert list(s.predictor_log[-1]["loo"]) == [chosen]
+    assert s.predictor_log[-1]["loo"][chosen] == pytest.approx(errors[chosen])
+    new = [s.random_candidate() for _ in range(5)]
+    model, feats = (ridge, True) if chosen == "Ridge" else (kernel, False)
+    expected = model.predict(np.array([s.features(c, feats) for c in new]))
+    assert np.allclose(predict(new), expected)
+    # the leave-one-out error is an honest error estimate: above the in-sample error of the same fit
+    assert errors["Ridge"] > float(np.mean((ridge.predict(xs_lin) - ys) ** 2))
+
+
+def test_mean_predictor_averages_the_linear_and_kernel_predictions():
+    s = _searcher_with_history("mean")
+    predict = s.fit_predictor()
+    ys = np.log(np.array([f for _, f in s.order]))
+    ridge = S.Ridge().fit(np.array([s.features(c, True) for c, _ in s.order]), ys)
+    kernel = S.KernelRidge().fit(np.array([s.features(c, False) for c, _ in s.order]), ys)
+    new = [s.random_candidate() for _ in range(5)]
+    both = (ridge.predict(np.array([s.features(c, True) for c in new]))
+            + kernel.predict(np.array([s.features(c, False) for c in new]))) / 2
+    assert set(s.predictor_log[-1]["loo"]) == {"Ridge", "KernelRidge"}
+    assert np.allclose(predict(new), both)
+
+
+def test_unknown_predictor_name_is_a_clear_error():
+    s = _searcher_with_history("ridge", n=3)
+    s.cfg = S.SearchConfig(predictor="forest")
+    with pytest.raises(ValueError, match="unknown predictor 'forest'"):
+        s.fit_predictor()
+
+
+def test_kernel_predictors_fit_only_the_latest_window_of_evaluations():
+    s = _searcher_with_history("auto", n=30)
+    s.cfg = S.SearchConfig(predictor="auto", predictor_window=12)
+    s.fit_predictor()
+    assert s.predictor_log[-1]["stage_evals"] == 12
+    s.cfg = S.SearchConfig(predictor="ridge", predictor_window=12)  # the linear default keeps every evaluation
+    s.fit_predictor()
+    assert s.predictor_log[-1]["stage_evals"] == 30
