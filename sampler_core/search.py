@@ -918,13 +918,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the search and of its noise")
     ap.add_argument("--reference-steps", type=int, default=200)
     ap.add_argument("--no-predictor", action="store_true", help="evaluate every proposal (no screening)")
+    ap.add_argument("--predictor", choices=PREDICTORS, default=SearchConfig.predictor,
+                    help="fitness predictor that screens the proposals")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(1)
     denoiser, problem, shape = builtin_model(args.model)
     noise = torch.randn((args.batch, *shape), generator=torch.Generator().manual_seed(args.seed))
     kw = {"flow_first_sigma": flow_first_sigma()} if problem.model_kind == "flow" else {}
-    cfg = SearchConfig(evaluations=args.evaluations, use_predictor=not args.no_predictor)
+    cfg = SearchConfig(evaluations=args.evaluations, use_predictor=not args.no_predictor, predictor=args.predictor)
 
     def report(row: dict, total: int) -> None:
         if row["eval"] % 25 == 0 or row["eval"] == total:

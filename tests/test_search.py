@@ -217,6 +217,12 @@ def test_command_writes_a_plan_file_for_a_builtin_model(tmp_path, capsys):
     assert "searched gmm-flow at NFE 3" in capsys.readouterr().out
 
 
+def test_command_rejects_an_unknown_predictor_by_name(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        S.main(["--model", "gmm-eps", "--nfe", "3", "--out", str(tmp_path / "p.json"), "--predictor", "forest"])
+    assert "forest" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- in ComfyUI
 
 
