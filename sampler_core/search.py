@@ -421,6 +421,12 @@ class SearchConfig:
     predictor_window: int = 600
     ridge: float | None = None  # kernel predictor's lam (None: chosen by leave-one-out error at every stage)
 
+    def __post_init__(self) -> None:
+        if self.predictor not in PREDICTORS:
+            raise ValueError(f"unknown predictor {self.predictor!r}: expected one of {', '.join(PREDICTORS)}")
+        if self.predictor_window < 2:
+            raise ValueError(f"predictor_window must be at least 2, got {self.predictor_window}")
+
 
 @dataclass
 class SearchResult:
@@ -773,13 +779,12 @@ class _Searcher:
         return out or [self.random_candidate()]
 
     def fit_predictor(self) -> Callable[[Sequence[Candidate]], np.ndarray]:
-        """The predictor of log fitness, fitted on all real evaluations so far (failures count as the worst
-        fitness seen, times e); returns a function from candidates to predicted log fitness. "auto" fits the
-        linear ridge and the kernel ridge and uses the one with the lower leave-one-out error (both on the
-        log-fitness scale) at this stage; "mean" averages their predictions."""
+        """The predictor of log fitness, fitted on the real evaluations so far (all for "ridge", the latest
+        ``predictor_window`` otherwise; failures count as the worst fitness seen, times e); returns a function
+        from candidates to predicted log fitness. "auto" fits the linear ridge and the kernel ridge and uses the
+        one with the lower leave-one-out error (both on the log-fitness scale) at this stage; "mean" averages
+        their predictions."""
         kind = self.cfg.predictor
-        if kind not in PREDICTORS:
-            raise ValueError(f"unknown predictor {kind!r}: expected one of {', '.join(PREDICTORS)}")
         finite = [f for _, f in self.order if math.isfinite(f)]
         worst = math.log(max(finite)) + 1.0 if finite else 0.0
         # the kernel models (and "auto"/"mean", so both errors are over the same points): the latest evaluations

@@ -399,11 +399,11 @@ def test_mean_predictor_averages_the_linear_and_kernel_predictions():
     assert np.allclose(predict(new), both)
 
 
-def test_unknown_predictor_name_is_a_clear_error():
-    s = _searcher_with_history("ridge", n=3)
-    s.cfg = S.SearchConfig(predictor="forest")
+def test_unknown_predictor_name_or_a_too_small_window_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown predictor 'forest'"):
-        s.fit_predictor()
+        S.SearchConfig(predictor="forest")
+    with pytest.raises(ValueError, match="predictor_window"):
+        S.SearchConfig(predictor_window=1)
 
 
 def test_kernel_predictors_fit_only_the_latest_window_of_evaluations():
