@@ -124,9 +124,9 @@ def predictor_comparison(S, denoiser, problem, nfe, x_start, ref, kw, args) -> d
     median final fitness of the runs without it; per run, the real evaluations until its best fitness first
     reaches that target (None: never, within the budget)."""
     runs: dict[bool, list] = {True: [], False: []}
+    configs = {use: S.SearchConfig(evaluations=args.predictor_evaluations, use_predictor=use) for use in (True, False)}
     for seed in range(args.predictor_seeds):
-        for use in (True, False):
-            cfg = S.SearchConfig(evaluations=args.predictor_evaluations, use_predictor=use)
+        for use, cfg in configs.items():
             t0 = time.perf_counter()
             r = S.search_plan(denoiser, model_kind=problem.model_kind, sigma_min=problem.sigma_min,
                               sigma_max=problem.sigma_max, nfe=nfe, x_start=x_start, ref=ref, config=cfg,
@@ -144,7 +144,7 @@ def predictor_comparison(S, denoiser, problem, nfe, x_start, ref, kw, args) -> d
     def med(key: str) -> float:
         return statistics.median(r[key] if r[key] is not None else never for r in rows)
 
-    return {"runs": rows, "target": target, "n": len(rows), "predictor": S.SearchConfig().predictor,
+    return {"runs": rows, "target": target, "n": len(rows), "predictor": configs[True].predictor,
             "reached_with": sum(r["evals_with"] is not None for r in rows),
             "reached_without": sum(r["evals_without"] is not None for r in rows),
             "median_evals_with": med("evals_with"), "median_evals_without": med("evals_without"),
