@@ -9,7 +9,7 @@ denoiser), 10-step schedules are optimised with the pack's optimiser (``schedule
 as ``python -m schedules.optimize``) on KLUB samples drawn with seed :data:`OPT_SEED`:
 
 * ``AYS early-stopped + solver refinement``: the optimiser's default (node and command): the early-stopped
-  KLUB schedule, then ``schedules.refine`` (coordinate sweeps lowering the worst relative RMSE of euler and
+  KLUB schedule, then ``schedules.refine`` (coordinate sweeps lowering the worst relative error of euler and
   dpmpp_2m against the pack's 200-step reference run from the same noise, noise seed :data:`OPT_SEED`);
 * ``AYS early-stopped``: the paper's method with the shipped stopping rule (``SearchConfig()``: a trust region
   of 2 sweeps whose candidates reach at most 25 % of the log-gap to each neighbour);
@@ -295,7 +295,8 @@ def build_markdown(res: dict[str, Any]) -> str:
         f"{', '.join(map(str, VAL_SEEDS))}). `AYS early-stopped` is the paper's method with the shipped stopping rule "
         "(`SearchConfig()`: 2 sweeps, candidates within 25 % of the log-gap to each neighbour); "
         f"`{AYS_REF}` adds this pack's solver refinement after it (`schedules.refine`: 2 coordinate sweeps that "
-        "lower the worst relative RMSE of euler and dpmpp_2m to a 200-step reference run from the same noise, "
+        "lower the worst relative error (RMSE and median per-sample error) of euler and dpmpp_2m to a 200-step "
+        "reference run from the same noise, "
         f"{REFINE_SAMPLES} noise samples of seed {OPT_SEED}; the optimiser node's and command's default); "
         "`AYS 5 sweeps (old default)` is the previous "
         "rule (5 sweeps, candidates over 90 % of the gap); `AYS KLUB-optimal` runs to convergence. "
@@ -332,7 +333,7 @@ def build_markdown(res: dict[str, Any]) -> str:
         lines += ["", "Optimisation on this CPU (1 thread): "
                   + (f"early-stopped + solver refinement {ref['seconds']:.1f} s (refinement "
                      f"{ref['refine_seconds']:.1f} s, {ref['refine_evals']} schedules, {ref['refine_model_evals']} "
-                     f"model evaluations, worst relative RMSE x{math.exp(ref['refine_history'][-1]):.3f}); "
+                     f"model evaluations, worst relative error x{math.exp(ref['refine_history'][-1]):.3f}); "
                      if ref else "")
                   + f"early-stopped {es['seconds']:.1f} s ({es['sweeps']} "
                   f"sweeps, {es['stop_reason']}, {es['model_evals']} model evaluations); "

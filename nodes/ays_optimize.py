@@ -12,9 +12,9 @@ x0 are encoded real images (optional LATENT ``data``) or samples of the model it
 reference run (DPM-Solver++(2M) of the pack's sampler core, ~100 steps) under the same conditioning.
 
 Solver refinement (``schedules.refine``, input ``solver_refinement``, on by default): after the KLUB search
-of the 10-step schedule, coordinate sweeps lower the worst relative RMSE of euler and dpmpp_2m against those
-reference runs from the same noise (a reference run of its own when real images are the data); the 20- and
-40-step phases then subdivide the refined schedule.
+of the 10-step schedule, coordinate sweeps lower the worst relative error (RMSE and median per-sample error)
+of euler and dpmpp_2m against those reference runs from the same noise (a reference run of its own when real
+images are the data); the 20- and 40-step phases then subdivide the refined schedule.
 
 Sigma spaces: EPS / V / EDM models are optimised in their k-diffusion sigma; flow models (ComfyUI
 CONST, x = (1 - s) x0 + s eps) in the equivalent VE sigma s / (1 - s), with s = 1 standing in as

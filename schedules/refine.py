@@ -7,12 +7,16 @@ This stage starts from the early-stopped KLUB schedule and moves its interior po
 deterministic solvers against a high-NFE reference run from the same noise (the reference the optimiser
 draws its data with, so no real data is needed):
 
-    score(s) = max over solvers m of  log( rms(x_m(s) - x_ref) / rms(x_m(s_0) - x_ref) ),
+    score(s) = max over solvers m and metrics k of  log( e_k(x_m(s), x_ref) / e_k(x_m(s_0), x_ref) ),
 
-``s_0`` the starting schedule: the worst relative error of the solvers (a mean would trade one solver's
-error for another's). The plain RMS over all samples: a trimmed mean (leaving out the 10 % or 25 % largest
-per-sample errors, i.e. samples that end in another mode) lowered its own score more but gave schedules with
-much worse distributions on the validation seeds of ``benchmarks/bench_ays.py``.
+``s_0`` the starting schedule: the worst relative error (a mean would trade one solver's error for another's).
+Two metrics by default: ``rmse``, the RMS error over all samples, dominated by the few samples that end in
+another mode of the data, and ``median``, the median over samples of each sample's RMS error: the typical
+sample's precision, blind to those few. On the pack's flow model (a diagnostic noise seed, 2000 samples) RMSE
+alone moved the schedule until dpmpp_2m sent fewer samples to another mode but left every sample less precise
+(sliced W2 0.061 vs 0.039 of the beta schedule); the median alone let 1 % of the samples change mode (0.099);
+both: 0.041. Both together beat RMSE alone on the validation seeds of ``benchmarks/bench_ays.py``
+(7 of 9 cells beat every baseline, RMSE alone 6), as RMSE alone had beaten a sliced-W2 score and trimmed RMSE.
 
 Coordinate-wise: in each sweep, every interior point (high noise first), then (``ranges``) every run of points
 from the first or to the last interior point moved together, tries
@@ -36,7 +40,7 @@ import torch
 from .optimize import OptimizationCancelled
 
 DEFAULT_METHODS = ("euler", "dpmpp_2m")  # a first-order and a second-order multistep solver
-METRICS = ("rmse", "sliced_w2")
+METRICS = ("rmse", "median", "sliced_w2")  # see SolverError.errors
 N_DIRECTIONS = 128  # random unit directions of the sliced W2 (fixed seed)
 
 
@@ -60,9 +64,9 @@ class RefineConfig:
     reach: tuple[float, ...] = (0.1, 0.3)
     methods: tuple[str, ...] = DEFAULT_METHODS
     ranges: bool = True  # also move runs of points together: every head 1..k and tail k..n-1 (joint shifts)
-    # per solver: "rmse" (paired, to the reference) and/or "sliced_w2" (sample sets). rmse alone beat both other
-    # choices on the validation seeds of benchmarks/bench_ays.py (cells where the schedule beat every baseline)
-    metrics: tuple[str, ...] = ("rmse",)
+    # per solver: "rmse" (paired, to the reference), "median" (median per-sample RMS error, paired) and/or
+    # "sliced_w2" (sample sets); rmse + median won on the validation seeds of benchmarks/bench_ays.py (module doc)
+    metrics: tuple[str, ...] = ("rmse", "median")
 
     def __post_init__(self) -> None:
         if self.sweeps < 0:
@@ -171,7 +175,9 @@ class SolverError:
         return [f"{m} {metric}" for m in self.methods for metric in self.metrics]
 
     def errors(self, sigmas: torch.Tensor) -> list[float]:
-        """Per method and metric, the distance to the reference (each schedule runs once; repeats are cached)."""
+        """Per method and metric, the distance to the reference (each schedule runs once; repeats are cached):
+        ``rmse`` sqrt(mean over samples and elements of (x - ref)^2); ``median`` the median over samples of
+        sqrt(mean over a sample's elements of (x - ref)^2); ``sliced_w2`` :func:`sliced_w2` of the two sets."""
         key = tuple(float(v) for v in torch.as_tensor(sigmas).reshape(-1).tolist())
         if key in self._cache:
             return self._cache[key]
@@ -183,6 +189,9 @@ class SolverError:
             for metric in self.metrics:
                 if metric == "rmse":
                     err = float(torch.sqrt(torch.mean((x.double() - self.ref.double()) ** 2)))
+                elif metric == "median":  # the typical sample's error: blind to the few that end in another mode
+                    per = torch.sqrt(torch.mean((x.double() - self.ref.double()).reshape(x.shape[0], -1) ** 2, 1))
+                    err = float(torch.median(per)) if bool(torch.isfinite(per).all()) else math.inf
                 else:
                     err = sliced_w2(x, self.ref, self.directions) if bool(torch.isfinite(x).all()) else math.inf
                 out.append(err if math.isfinite(err) else math.inf)

@@ -124,3 +124,29 @@ def test_solver_error_scores_every_method_and_metric(metrics):
     lower = start.clone()
     lower[1] = start[1] * 0.5
     assert score(lower) < 0 < score(torch.tensor([10.0, 9.0, 0.3, 0.05], dtype=torch.float64))
+
+
+def test_median_metric_sees_the_typical_sample_and_ignores_a_few_outliers():
+    """``median`` is the median per-sample RMS error: one sample far off (another mode) moves ``rmse`` a lot and
+    ``median`` not at all, while a small error on every sample moves ``median``."""
+    ref = torch.randn((101, 8), generator=torch.Generator().manual_seed(2))
+    outlier = ref.clone()
+    outlier[0] += 10.0
+    everywhere = ref + 0.1
+    outputs = {"outlier": outlier, "everywhere": everywhere, "start": ref + 0.01}
+
+    def run(method: str, sig: torch.Tensor) -> torch.Tensor:
+        return outputs[{0.5: "start", 0.4: "outlier", 0.3: "everywhere"}[round(float(sig[1]), 1)]]
+
+    start = torch.tensor([1.0, 0.5, 0.1], dtype=torch.float64)
+    score = SolverError(run, ref, lambda s: s, start, ("euler",), ("rmse", "median"))
+    rmse_o, median_o = score.errors(torch.tensor([1.0, 0.4, 0.1], dtype=torch.float64))
+    rmse_e, median_e = score.errors(torch.tensor([1.0, 0.3, 0.1], dtype=torch.float64))
+    assert median_o == pytest.approx(0.0, abs=1e-12) and rmse_o > 0.9  # 10 * sqrt(8 / (101 * 8)) ~ 0.995
+    assert median_e == pytest.approx(0.1, rel=1e-6) and rmse_e == pytest.approx(0.1, rel=1e-6)
+
+
+def test_default_refinement_scores_rmse_and_median():
+    assert RefineConfig().metrics == ("rmse", "median")
+    with pytest.raises(ValueError, match="metrics"):
+        RefineConfig(metrics=("mean",))
