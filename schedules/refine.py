@@ -186,14 +186,17 @@ class SolverError:
         for m in self.methods:
             x = self.run(m, sig)
             self.runs += 1
+            finite = bool(torch.isfinite(x).all())
+            per_sample = ((x.double() - self.ref.double()) ** 2).reshape(x.shape[0], -1).mean(1)  # squared RMS
             for metric in self.metrics:
-                if metric == "rmse":
-                    err = float(torch.sqrt(torch.mean((x.double() - self.ref.double()) ** 2)))
+                if not finite:
+                    err = math.inf
+                elif metric == "rmse":
+                    err = float(per_sample.mean().sqrt())
                 elif metric == "median":  # the typical sample's error: blind to the few that end in another mode
-                    per = torch.sqrt(torch.mean((x.double() - self.ref.double()).reshape(x.shape[0], -1) ** 2, 1))
-                    err = float(torch.median(per)) if bool(torch.isfinite(per).all()) else math.inf
+                    err = float(per_sample.median().sqrt())
                 else:
-                    err = sliced_w2(x, self.ref, self.directions) if bool(torch.isfinite(x).all()) else math.inf
+                    err = sliced_w2(x, self.ref, self.directions)
                 out.append(err if math.isfinite(err) else math.inf)
         self._cache[key] = out
         return out
