@@ -110,7 +110,7 @@ def test_sliced_w2_ignores_which_sample_went_where_but_sees_a_blur():
     assert blur > 0.1 and sliced_w2(0.9 * y, y, d) < blur
 
 
-@pytest.mark.parametrize("metrics", [("sliced_w2",), ("rmse", "sliced_w2")])
+@pytest.mark.parametrize("metrics", [("sliced_w2",), ("rmse", "sliced_w2"), ("median",), ("rmse", "median")])
 def test_solver_error_scores_every_method_and_metric(metrics):
     ref = torch.randn((64, 8), generator=torch.Generator().manual_seed(1))
 
