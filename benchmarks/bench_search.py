@@ -145,11 +145,37 @@ def predictor_comparison(S, denoiser, problem, nfe, x_start, ref, kw, args) -> d
         return statistics.median(r[key] if r[key] is not None else never for r in rows)
 
     return {"runs": rows, "target": target, "n": len(rows), "predictor": configs[True].predictor,
+            "curve": predictor_curve(S, [r for r, _ in runs[True]], [r for r, _ in runs[False]], never),
             "reached_with": sum(r["evals_with"] is not None for r in rows),
             "reached_without": sum(r["evals_without"] is not None for r in rows),
             "median_evals_with": med("evals_with"), "median_evals_without": med("evals_without"),
             "median_final_with": statistics.median(r["final_with"] for r in rows),
             "median_final_without": statistics.median(r["final_without"] for r in rows)}
+
+
+CURVE_MARKS = (25, 50, 100, 150, 200, 250, 300)  # evaluation counts of the best-so-far curve
+
+
+def predictor_curve(S, with_runs: list, without_runs: list, never: int) -> list[dict[str, Any]]:
+    """The whole best-so-far curve, not only its end: per mark k (real evaluations), the median over seeds of the
+    best fitness after k evaluations with and without the predictor, and the median evaluations each takes to
+    reach the level the runs without the predictor have at k (``never`` when a run does not reach it)."""
+
+    def best_at(r: Any, k: int) -> float:
+        vals = [row["best"] for row in r.history[:k] if row["best"] is not None]
+        return vals[-1] if vals else math.inf
+
+    out = []
+    for k in CURVE_MARKS:
+        if k > min(len(r.history) for r in with_runs + without_runs):
+            break
+        level = statistics.median(best_at(r, k) for r in without_runs)
+
+        reach = [statistics.median(S.evals_to_reach(r.history, level) or never for r in runs)
+                 for runs in (with_runs, without_runs)]
+        out.append({"evals": k, "level": level, "median_best_with": statistics.median(best_at(r, k) for r in with_runs),
+                    "median_evals_with": reach[0], "median_evals_without": reach[1]})
+    return out
 
 
 def predictor_only(args: argparse.Namespace) -> int:
@@ -195,7 +221,7 @@ def markdown(res: dict[str, Any]) -> str:
     lines = ["## Solver-schedule search (S3) results", "",
              f"Measured by `{meta['command']}` on {meta['date']} ({meta['cpu']}, torch {meta['torch']}, "
              f"{meta['threads']} torch thread; ComfyUI {meta['comfyui']}); wall time {meta['wall_s'] / 60:.1f} min. "
-             f"Search: {meta['evaluations']} real evaluations on the 'search' batch of noise samples below "
+             "Search: the real evaluations (sampling runs) given per row, on the 'search' batch of noise samples "
              f"(seed {SEARCH_NOISE_SEED}); evaluation: held-out noise (seed {EVAL_NOISE_SEED}), the 'eval' batch, "
              "RMSE to bench_solvers' float64 reference ODE solution from the same noise. The searched plan runs "
              "unchanged as our Solver Mix sampler through ComfyUI; 'calls' are counted model calls there.", "",
@@ -208,8 +234,8 @@ def markdown(res: dict[str, Any]) -> str:
             plan = " / ".join(r["plan"].splitlines())
             ok = "yes" if r["ratio"] <= TARGET_RATIO else "NO"
             batches = (f"search {r.get('search_batch', default_search[kind])} / "
-                       f"eval {r.get('eval_batch', m['info']['batch'])}, {r.get('search_predictor', 'ridge')} "
-                       "predictor")
+                       f"eval {r.get('eval_batch', m['info']['batch'])}, {r.get('evaluations', meta['evaluations'])} "
+                       f"evaluations, {r.get('search_predictor', 'ridge')} predictor")
             lines.append(f"| {kind} ({batches}) | {nfe} | `{plan}` | {fmt(r['rmse_eval'])} | "
                          f"{r['comfy_calls']} | `{b['name']}` / {b['scheduler']} ({b['steps']} steps) | "
                          f"{fmt(b['rmse'])} | {r['ratio']:.3f} ({ok}) | {r['search_seconds']:.1f} s |")
@@ -246,6 +272,27 @@ def markdown(res: dict[str, Any]) -> str:
                          f"{fmt(p['median_final_without'])} |")
     lines += ["", f"The predictor cut the median real evaluations to reach the target in {sum(cut)} of {len(cut)} "
                   "cases."]
+    curves = [(kind, nfe, r["predictor"]["curve"]) for kind, m in res["models"].items()
+              for nfe, r in m["nfe"].items() if r["predictor"].get("curve")]
+    if curves:
+        marks = [c["evals"] for c in curves[0][2] if c["evals"] >= 50]
+        lines += ["", "The whole best-so-far curve (same runs): per number of real evaluations k, the level is the "
+                      "median over the seeds of the best RMSE after k evaluations without the predictor; each cell "
+                      "gives that level, then the median real evaluations to reach it with / without the predictor "
+                      f"({meta['predictor_evaluations'] + 1} when more than half of the runs never do). The last "
+                      "column is the target above.", "",
+                  "| model | NFE | " + " | ".join(f"k = {k}" for k in marks) + " |",
+                  "|---|---|" + "---|" * len(marks)]
+        faster = 0
+        for kind, nfe, curve in curves:
+            cells = {c["evals"]: c for c in curve}
+            faster += sum(cells[k]["median_evals_with"] < cells[k]["median_evals_without"] for k in marks
+                          if k in cells)
+            lines.append(f"| {kind} | {nfe} | " + " | ".join(
+                f"{fmt(cells[k]['level'])}: {cells[k]['median_evals_with']:g} / {cells[k]['median_evals_without']:g}"
+                if k in cells else "n/a" for k in marks) + " |")
+        lines += ["", f"With the predictor the median run reached the level sooner in {faster} of "
+                      f"{len(curves) * len(marks)} (case, k) cells."]
     d = res["models"].get("digits", {}).get("nfe", {}).get("5")
     if d:
         lines += ["", f"Search time for digits at NFE 5 on this CPU (one thread, reference run included): "
@@ -326,7 +373,9 @@ def merged_command(part: dict[str, Any]) -> str:
     """One merged run, as its models, NFEs and batches."""
     rows = [(k, n, r) for k, m in part["models"].items() for n, r in m["nfe"].items()]
     batches = sorted({(k, r.get("search_batch"), r.get("eval_batch")) for k, _, r in rows}, key=str)
-    return (f"--models {','.join(part['models'])} --nfes {','.join(sorted({n for _, n, _ in rows}))} ("
+    evals = part.get("meta", {}).get("evaluations")
+    return (f"--models {','.join(part['models'])} --nfes {','.join(sorted({n for _, n, _ in rows}))}"
+            + (f" --evaluations {evals}" if evals else "") + " ("
             + ", ".join(f"{k}: search {sb} / eval {eb}" for k, sb, eb in batches) + ")")
 
 

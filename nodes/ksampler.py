@@ -105,9 +105,14 @@ class SamplerSchedulerKSampler(io.ComfyNode):
                 saved = presets_store.saved_for(model, steps)
                 table, used = ays_table_for(ms, "auto", model_family_table(model), saved)
                 log.info("Sampler Scheduler KSampler: ays uses the %s", used)
-            sig = ksampler_sigmas(ms, scheduler, steps, denoise, final_method(parsed), table)
+            sig = ksampler_sigmas(ms, scheduler, steps, denoise, final_method(parsed, steps), table)
             if len(sig) == 0:  # denoise 0: nothing to do, as KSampler
                 return io.NodeOutput(latent_image.copy(), ui={"text": ["0 steps, NFE 0 (denoise 0)"]})
+            try:
+                check_sigmas(sig)
+            except ValueError as e:  # e.g. ComfyUI's kl_optimal divides by steps - 1
+                raise ValueError(f"scheduler {scheduler!r} with {steps} step(s) and denoise {denoise:g} gives an "
+                                 f"unusable schedule ({e}); use more steps or another scheduler") from e
         out, nfe = run_plan(model, seed, cfg, plan, sig, positive, negative, latent_image)
         msg = f"{len(sig) - 1} steps, NFE {nfe} ({used})"
         return io.NodeOutput(out, ui={"text": [msg]})

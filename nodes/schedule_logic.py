@@ -154,9 +154,15 @@ def ksampler_sigmas(model_sampling, scheduler: str, steps: int, denoise: float, 
     return full(int(steps / denoise))[-(steps + 1):]
 
 
-def final_method(plan: Plan | None) -> str | None:
-    """The method of a plan's last segment (what decides ComfyUI's penultimate-sigma rule)."""
-    return plan.segments[-1].method if plan is not None else None
+def final_method(plan: Plan | None, steps: int | None = None) -> str | None:
+    """The method of a plan's last step (what decides ComfyUI's penultimate-sigma rule): with ``steps``, of the
+    last segment that gets steps (a trailing segment that resolves to 0 steps does not run), else the last
+    segment's."""
+    if plan is None:
+        return None
+    if steps:
+        return resolve_plan(plan, steps)[-1][0]
+    return plan.segments[-1].method
 
 
 def check_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
@@ -207,10 +213,10 @@ def preview_schedule(*, plan_text: str | None, steps: int, denoise: float, sched
         if scheduler is None:  # the AYS Sigmas node itself: ComfyUI's AYS semantics for denoise
             sigmas = ays_sigmas(table, steps, denoise)
         else:
-            sigmas = ksampler_sigmas(ms, AYS_SCHEDULER, steps, denoise, final_method(plan), table)
+            sigmas = ksampler_sigmas(ms, AYS_SCHEDULER, steps, denoise, final_method(plan, steps), table)
     else:
         used = f"scheduler {scheduler}"
-        sigmas = ksampler_sigmas(ms, scheduler, steps, denoise, final_method(plan))
+        sigmas = ksampler_sigmas(ms, scheduler, steps, denoise, final_method(plan, steps))
     n = max(len(sigmas) - 1, 0)
     if plan is None:
         plan = parse_plan("euler")

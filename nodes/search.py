@@ -24,8 +24,9 @@ import torch
 from comfy_api.latest import io
 
 from ..sampler_core.search import SearchConfig, SearchResult, search_plan
-from ..schedules.presets import AYSPreset, preset_filename, save_preset
+from ..schedules.presets import AYSPreset, check_file_free, preset_filename, save_preset
 from . import presets_store
+from .ays_optimize import check_preset_name
 from .comfy_sampler import comfy_noise_sampler, model_settings
 
 log = logging.getLogger("sampler_scheduler")
@@ -45,9 +46,19 @@ def ays_table(sigmas: torch.Tensor, sigma_min: float) -> list[float]:
     return sig + [sigma_min if sigma_min < sig[-1] else sig[-1] * 0.5]
 
 
+def check_search_name(name: str) -> str:
+    """Validate a Search preset name before the search runs: the AYS optimiser's name rule, and neither its plan
+    file nor its AYS preset file may hold another preset (names that map to the same file name)."""
+    check_preset_name(name)
+    check_file_free(os.path.join(plans_dir(), preset_filename(name)), name)
+    check_file_free(os.path.join(presets_store.presets_dir(), preset_filename(AYS_PREFIX + name)), AYS_PREFIX + name)
+    return name
+
+
 def save_search_preset(name: str, result: SearchResult, identity: dict, settings: dict, sigma_min: float) -> str:
     """Write ``plans/<name>.json`` (plan text, plan JSON, sigmas, search record) and the AYS preset
     ``searched-<name>``; returns the plan file's path."""
+    check_search_name(name)
     os.makedirs(plans_dir(), exist_ok=True)
     data = {"format": PLAN_PRESET_FORMAT, "version": 1, "name": name, "model": identity, "search": settings,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **result.to_dict()}
@@ -144,6 +155,9 @@ class SamplerSchedulerSearch(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, latent, nfe, evaluations, seed, preset_name, batch=4,
                 reference_steps=100) -> io.NodeOutput:
+        name = preset_name.strip()
+        if name:
+            check_search_name(name)  # before the search: a bad name must not cost a whole search
         result, sigma_min = run_search(model, positive, negative, cfg, latent, nfe, evaluations, seed, batch,
                                        reference_steps)
         text = result.plan.to_text()
@@ -151,7 +165,6 @@ class SamplerSchedulerSearch(io.ComfyNode):
         msg = (f"NFE {result.nfe}, {len(result.sigmas) - 1} steps: RMSE to the reference {result.fitness:.4g} "
                f"(best single method on Karras: {best_base:.4g}); {result.evaluations} evaluations, "
                f"{result.seconds:.1f} s")
-        name = preset_name.strip()
         if name:
             settings = {"nfe": nfe, "evaluations": evaluations, "seed": seed, "cfg": cfg, "batch": batch,
                         "reference_steps": reference_steps, "latent_shape": list(latent["samples"].shape[1:])}

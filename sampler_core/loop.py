@@ -11,6 +11,7 @@ never synchronises with the device.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -78,12 +79,32 @@ def _sigma_list(sigmas: Any) -> list[float]:
     return [float(v) for v in sigmas]
 
 
+def check_schedule(sig: Sequence[float], model_kind: str) -> None:
+    """Reject a schedule no solver can run, with a message that names the problem: values must be finite,
+    >= 0 and strictly decreasing; a flow model's sigmas are times t in [0, 1] (VE-style sigmas such as
+    14.6 on a flow model are a wiring mistake: they send the SDE samplers' noise outside its span)."""
+    for i, v in enumerate(sig):
+        if not math.isfinite(v):
+            raise ValueError(f"sigmas[{i}] is {v}: the schedule must be finite")
+        if v < 0:
+            raise ValueError(f"sigmas[{i}] = {v:.6g} is negative")
+    for i in range(len(sig) - 1):
+        if not sig[i + 1] < sig[i]:
+            raise ValueError(f"sigmas must be strictly decreasing: sigmas[{i + 1}] = {sig[i + 1]:.6g} is not below "
+                             f"sigmas[{i}] = {sig[i]:.6g}")
+    if model_kind == "flow" and sig and sig[0] > 1.0 + 1e-6:
+        raise ValueError(f"this is a flow model (noise levels are times in [0, 1]) but the schedule starts at "
+                         f"sigma {sig[0]:.6g} > 1: make the sigmas for this model (e.g. a scheduler node fed with "
+                         "this model), not for an SD1/SDXL-style model")
+
+
 def plan_nfe(steps: Any, sigmas: Any, *, model_kind: str = "eps", **compat: Any) -> int:
     """Exact number of model evaluations ``sample_plan`` makes for this plan and schedule (no model calls)."""
     sig = _sigma_list(sigmas)
     n = len(sig) - 1
     if n <= 0:
         return 0
+    check_schedule(sig, model_kind)
     resolved = resolve_steps(steps, n)
     sched = _schedule(sig, resolved, check_kind(model_kind), Compat.from_kwargs(compat))
     return sum(METHODS[name].calls(sched, i, opts) for i, (name, opts) in enumerate(resolved))
@@ -124,6 +145,7 @@ def sample_plan(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
     wd = torch.float32 if in_dtype in (torch.float16, torch.bfloat16) else in_dtype
     x = x.to(wd)
     sig_in = _sigma_list(sigmas)  # the one host sync of the run
+    check_schedule(sig_in, model_kind)
     sched = _schedule(sig_in, steps, model_kind, cfg)
     run_sigmas = sigmas
     if sched.sig[0] != sig_in[0]:

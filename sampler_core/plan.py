@@ -166,8 +166,11 @@ def _parse_count(token: str) -> int | float | None:
         raise PlanError(f"count {token!r} must be positive; write a step count like 10, a percentage "
                         "like 40% or * for the remaining steps", token=token)
     if _FLOAT_RE.match(token):
-        raise PlanError(f"step count {token!r} must be a whole number; write {token}% for a percentage "
-                        "or * for the remaining steps", token=token)
+        pct = f"write {token}% for a percentage" if _PERCENT_RE.match(token + "%") else "a percentage like 40%"
+        raise PlanError(f"step count {token!r} must be a whole number like 10; {pct} or * for the remaining "
+                        "steps", token=token)
+    if any(ch.isdigit() and not ch.isascii() for ch in token):
+        raise PlanError(f"count {token!r} uses non-ASCII digits; write it with 0-9 (e.g. 10 or 40%)", token=token)
     raise PlanError(f"bad count {token!r}; write a step count like 10, a percentage like 40% or * for "
                     "the remaining steps", token=token)
 
@@ -294,6 +297,10 @@ def _check_segment(seg: Segment) -> Segment:
             raise PlanError(f"unknown option {_shorten(str(key))!r} for method {seg.method!r}"
                             f"{_suggest(str(key), specs)}; its options: {valid}", token=_shorten(str(key)))
         typed[key] = _convert_value(seg.method, spec, raw)
+    try:  # option combinations the method rejects (e.g. usf eta > 0 with pred=noise): now, not at run time
+        cls.check({**cls.defaults(), **typed})
+    except ValueError as exc:
+        raise PlanError(str(exc), token=seg.method) from None
     return Segment(seg.count, seg.method, typed)
 
 
@@ -367,6 +374,11 @@ def _check_plan(segments: tuple[Segment, ...], where: Any) -> None:
     if len(stars) > 1:
         raise PlanError("only one line may use '*' (the remaining steps); give the other lines a step count "
                         "or a percentage", token="*", **where(stars[1]))
+    for i, seg in enumerate(segments):  # a step method that only runs as a run's first step (afs)
+        one = type(seg.count) is int and seg.count == 1
+        if getattr(_registry()[seg.method], "first_step_only", False) and (i > 0 or not one):
+            raise PlanError(f"{seg.method} can only run on the first step of a run: write it on the first line "
+                            f"with count 1 (e.g. '1 {seg.method}' then '* dpmpp_2m')", token=seg.method, **where(i))
     total = Fraction(0)
     for i, seg in enumerate(segments):
         if isinstance(seg.count, float):
@@ -523,6 +535,7 @@ def parse_plan(text: str) -> Plan:
         return text
     if not isinstance(text, str):
         raise PlanError(f"a plan must be text, got {type(text).__name__}")
+    text = text.removeprefix("\ufeff")  # a byte-order mark pasted from a file saved as "UTF-8 with BOM"
     if text.lstrip().startswith("{"):
         return Plan.from_json(text)
     size = len(text.encode("utf-8"))
@@ -559,7 +572,7 @@ def parse_plan(text: str) -> Plan:
 
 
 def _looks_like_count(token: str) -> bool:
-    return token[0] in "0123456789+-.*" or token.endswith("%")
+    return token[0] in "0123456789+-.*" or token[0].isdigit() or token.endswith("%")
 
 
 def _parse_line(tokens: list[str]) -> tuple[Segment, bool]:

@@ -237,9 +237,28 @@ def save_preset_file(path: str | os.PathLike, preset: AYSPreset) -> Path:
     return path
 
 
+def check_file_free(path: str | os.PathLike, name: str) -> None:
+    """Refuse to overwrite ``path`` when it holds a *different* name (names that differ only in characters
+    :func:`preset_filename` replaces, e.g. ``a b`` and ``a_b``, share a file). The same name (an update) and a
+    file that is not readable JSON with a name (it would be skipped anyway) may be overwritten."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        other = json.loads(path.read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(other, str) and other != name:
+        raise PresetError(name, f"its file name {path.name} already holds the preset {other!r}; choose a name that "
+                                "differs in more than spaces and punctuation")
+
+
 def save_preset(directory: str | os.PathLike, preset: AYSPreset) -> Path:
-    """Save ``preset`` as ``directory / preset_filename(preset.name)`` (overwrites a preset of the same name)."""
-    return save_preset_file(Path(directory) / preset_filename(preset.name), preset)
+    """Save ``preset`` as ``directory / preset_filename(preset.name)`` (overwrites a preset of the same name,
+    never one whose different name maps to the same file: :func:`check_file_free`)."""
+    path = Path(directory) / preset_filename(preset.name)
+    check_file_free(path, preset.name)
+    return save_preset_file(path, preset)
 
 
 def list_presets(directory: str | os.PathLike) -> tuple[list[AYSPreset], list[str]]:

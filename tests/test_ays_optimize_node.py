@@ -200,3 +200,36 @@ def test_optimiser_progress_bar_advances_to_its_total(nodes_mod, user_dir):
     assert len(seen) >= 2 and all(t == total for _, t in seen)
     values = [v for v, _ in seen]
     assert values == sorted(values) and values[-1] == total and values[0] < total
+
+
+def test_a_name_whose_file_holds_another_preset_is_refused_before_optimising(nodes_mod, user_dir):
+    """'a b' and 'a_b' share the file a_b.json: the second is refused up front, the first preset kept."""
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    optimise(nodes_mod, model, "shared name", refine=False)
+    path = user_dir / "sampler_scheduler" / "ays_schedules" / "shared_name.json"
+    assert json.loads(path.read_text())["name"] == "shared name"
+    calls = {"n": 0}
+    model.set_model_unet_function_wrapper(lambda f, a: (calls.__setitem__("n", calls["n"] + 1),
+                                                        f(a["input"], a["timestep"], **a["c"]))[1])
+    with pytest.raises(ValueError, match="shared_name.json already holds the preset 'shared name'"):
+        optimise(nodes_mod, model, "shared_name", refine=False)
+    assert calls["n"] == 0
+    assert json.loads(path.read_text())["name"] == "shared name"
+    optimise(nodes_mod, model, "shared name", refine=False)  # the same name updates its own preset
+    assert calls["n"] > 0  # (the counter sees the optimiser's model calls)
+
+
+@pytest.mark.parametrize("name", ["a/b", "../../evil", "x" * 300])
+def test_search_checks_its_preset_name_before_searching(nodes_mod, user_dir, name):
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    calls = {"n": 0}
+    model.set_model_unet_function_wrapper(lambda f, a: (calls.__setitem__("n", calls["n"] + 1),
+                                                        f(a["input"], a["timestep"], **a["c"]))[1])
+    cond = comfy_helpers.empty_conditioning()
+    node = nodes_mod.search.SamplerSchedulerSearch
+    with pytest.raises(ValueError, match="not allowed"):
+        node.execute(model, cond, cond, 1.0, {"samples": torch.zeros(1, 4, 8, 8)}, 4, 8, 0, name, batch=2,
+                     reference_steps=10)
+    assert calls["n"] == 0
+    assert not (user_dir / "sampler_scheduler" / "plans").exists() or not any(
+        (user_dir / "sampler_scheduler" / "plans").iterdir())

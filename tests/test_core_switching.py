@@ -236,9 +236,12 @@ def test_analytic_first_step_is_close_to_the_exact_ode_at_high_noise():
     assert err < 0.1
 
 
-@pytest.mark.parametrize("plan, match", [("2 afs\n* usf", "step 1: afs"), ("1 usf\n1 afs\n* euler", "step 1: afs"),
-                                         ("afs", "first step")])
+@pytest.mark.parametrize("plan, match", [("2 afs\n* usf", "afs can only run on the first step"),
+                                         ("1 usf\n1 afs\n* euler", "afs can only run on the first step"),
+                                         ("afs", "first step"),
+                                         ([("usf", {}), ("afs", {})] + [("euler", {})] * (N - 2), "step 2: afs")])
 def test_analytic_first_step_anywhere_but_first_is_rejected(plan, match):
+    """Plan text fails when parsed; a per-step list (what the search builds) when the run is resolved."""
     with pytest.raises(ValueError, match=match):
         plan_nfe(plan, sigmas_for("eps", 1 if plan == "afs" else N))
 

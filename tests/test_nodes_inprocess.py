@@ -166,6 +166,32 @@ def test_bad_sigmas_raise_a_clear_error(nodes_mod, toy, sigmas, match):
         our_ksampler(nodes_mod, toy["gmm-eps"], 1, 8, 1.0, "euler", "karras", latent(), 1.0, sigmas=sigmas)
 
 
+def test_a_scheduler_that_gives_an_unusable_schedule_names_itself(nodes_mod, toy):
+    """ComfyUI's kl_optimal divides by steps - 1: at 1 step its sigmas are NaN. A clear error, not a NaN image."""
+    with pytest.raises(ValueError, match="scheduler 'kl_optimal' with 1 step"):
+        our_ksampler(nodes_mod, toy["gmm-eps"], 1, 1, 1.0, "euler", "kl_optimal", latent(), 1.0)
+
+
+def test_solver_mix_rejects_flow_sigmas_above_one_with_a_clear_error(nodes_mod, toy):
+    """Eps-style sigmas wired into a flow model (SamplerCustom: the sampler is the only check)."""
+    from comfy_extras import nodes_custom_sampler as ncs
+
+    cond = comfy_helpers.empty_conditioning()
+    sampler = nodes_mod.solver_mix.SamplerSchedulerSolverMix.execute("* dpmpp_sde").result[0]
+    sig = torch.tensor([14.6, 7.9, 4.0, 1.9, 0.83, 0.0])
+    with pytest.raises(ValueError, match="flow model"):
+        ncs.SamplerCustom.execute(toy["gmm-flow"], True, 1, 1.0, cond, cond, sampler, sig, latent())
+
+
+def test_a_trailing_segment_with_no_steps_does_not_change_the_schedule(nodes_mod, toy):
+    """'* uni_pc' after 5 euler steps of 5 gets 0 steps: ComfyUI's rule of dropping the penultimate sigma (for
+    uni_pc, dpm_2, ...) follows the last method that runs, so the run equals plain euler."""
+    model = toy["gmm-eps"]
+    plain = our_ksampler(nodes_mod, model, 3, 5, 1.0, "euler", "karras", latent(), 1.0)
+    mixed = our_ksampler(nodes_mod, model, 3, 5, 1.0, "5 euler\n* uni_pc", "karras", latent(), 1.0)
+    assert torch.equal(plain, mixed)
+
+
 def edm_like_model():
     """A real ComfyUI model with SVD-like continuous EDM sampling (sigma 0.002..700)."""
     import comfy.model_base

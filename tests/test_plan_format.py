@@ -422,7 +422,41 @@ def test_every_registered_method_round_trips_and_resolves_with_its_defaults(meth
     assert {SDE, ODE} <= set(METHODS)
     for name, cls in METHODS.items():
         given = {o.name: o.default for o in cls.options}
+        if getattr(cls, "first_step_only", False):  # afs: one first step, then another method
+            plan = Plan((Segment(1, name, given), Segment(None, ODE)))
+            assert parse_plan(plan.to_text()) == plan and Plan.from_json(plan.to_json()) == plan
+            assert resolve_plan(plan, 4) == [(name, cls.defaults())] + [(ODE, METHODS[ODE].defaults())] * 3
+            continue
         plan = Plan((Segment(50.0, name, given), Segment(None, name)))
         assert parse_plan(plan.to_text()) == plan and Plan.from_json(plan.to_json()) == plan
         assert parse_plan(name) == Plan((Segment(None, name),))
         assert resolve_plan(plan, 4) == [(name, cls.defaults())] * 4
+
+
+def test_a_first_step_only_method_is_rejected_anywhere_but_a_one_step_first_line():
+    assert resolve_plan(parse_plan("1 afs\n* euler"), 3)[0][0] == "afs"
+    for text in ("1 euler\n1 afs\n* heun", "* afs", "afs", "2 afs\n* euler", "10% afs\n* euler"):
+        with pytest.raises(PlanError, match="afs can only run on the first step"):
+            parse_plan(text)
+
+
+def test_an_option_combination_the_method_rejects_fails_when_parsing_with_its_line():
+    with pytest.raises(PlanError, match=r"line 2.*eta > 0 \(SDE form\) needs pred=data"):
+        parse_plan("2 euler\n* usf pred=noise eta=1")
+
+
+@pytest.mark.parametrize("text, match", [
+    ("1e1 euler", r"whole number like 10; a percentage like 40%"),
+    ("+3 euler", r"whole number like 10; a percentage like 40%"),
+    ("2.5 euler", r"write 2.5% for a percentage"),
+    ("\uff14 euler", "non-ASCII digits"),
+])
+def test_count_errors_suggest_only_what_would_parse(text, match):
+    with pytest.raises(PlanError, match=match):
+        parse_plan(text)
+    if "write 2.5%" in match:
+        assert parse_plan("2.5% euler").segments[0].count == 2.5
+
+
+def test_a_byte_order_mark_before_the_plan_is_ignored():
+    assert parse_plan("\ufeff* euler") == parse_plan("* euler")

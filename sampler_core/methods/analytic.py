@@ -37,11 +37,12 @@ class AnalyticFirstStep(StepMethod):
     model_calls = 0
     history = 1  # the corrector's next step reads this step's (analytic) entry
     options = (PRED, CORRECTOR)
+    first_step_only = True  # plans: the first line only, count 1 (sampler_core.plan checks it when parsing)
 
     @classmethod
     def check_position(cls, i: int, n: int) -> None:
         if i != 0:
-            raise ValueError(f"step {i}: afs (analytical first step) can only be the first step of a run")
+            raise ValueError(f"step {i + 1}: afs (analytical first step) can only be the first step of a run")
         if n < 2:
             raise ValueError("afs (analytical first step) needs at least one step after it (a run of >= 2 steps)")
 

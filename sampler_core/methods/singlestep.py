@@ -28,6 +28,18 @@ def _dpm2_to(ctx: StepContext, x: torch.Tensor, denoised: torch.Tensor, s: float
     return lincomb((1.0, x), (c, x2), (-c, d2))
 
 
+def flow_ancestral_split(name: str, s: float, s1: float, eta: float) -> tuple[float, float, float]:
+    """:func:`ancestral_step_flow32` for the two-evaluation ancestral methods, which take logs of sigma_down:
+    sigma_down = s1 (1 + (s1 / s - 1) eta) is below 0 when eta > 1 / (1 - s1 / s), so such an eta is an error
+    (ComfyUI's own RF samplers return NaN there); eta <= 1 is always valid."""
+    down, renoise, scale = ancestral_step_flow32(s, s1, eta)
+    if s1 > 0 and down < 0:
+        raise ValueError(f"{name}: eta={eta:g} is too large for the step from sigma {s:.4g} to {s1:.4g} of a flow "
+                         f"model: it would step to sigma_down={down:.3g} < 0. Use eta <= {1 / (1 - s1 / s):.3g} "
+                         "there (eta <= 1 is valid on every step).")
+    return down, renoise, scale
+
+
 @register
 class Heun(StepMethod):
     name = "heun"
@@ -76,7 +88,7 @@ class DPM2Ancestral(StepMethod):
     def _down(sched: Schedule, i: int, eta: float) -> tuple[float, float, float]:
         s, s1 = sched.sig[i], sched.sig[i + 1]
         if sched.kind == "flow":
-            return ancestral_step_flow32(s, s1, eta)
+            return flow_ancestral_split(DPM2Ancestral.name, s, s1, eta)
         down, up = ancestral_step32(s, s1, eta)
         return down, up, 1.0
 
@@ -122,7 +134,7 @@ class DPMpp2SAncestral(StepMethod):
         s, s1 = ctx.sig[i], ctx.sig[i + 1]
         eta, s_noise = opts["eta"], opts["s_noise"]
         if ctx.kind == "flow":
-            down, renoise, scale = ancestral_step_flow32(s, s1, eta)
+            down, renoise, scale = flow_ancestral_split(cls.name, s, s1, eta)
             ctx.down = down
             if s1 == 0:
                 return euler_to(x, denoised, s, down)
