@@ -343,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         meta["command"] = ("python -m benchmarks.bench_search (runs merged with --merge, later ones replacing "
                            "the rows they hold: " + "; ".join(merged_command(p) for p in parts) + ")")
         meta["wall_s"] = max(p["meta"]["wall_s"] for p in parts)
+        meta["date"] = max(p["meta"]["date"] for p in parts)  # the latest part ("YYYY-MM-DD HH:MM UTC")
         res = {"meta": meta, "models": models}
         return write_results(res, args)
     if args.markdown_only:
