@@ -112,7 +112,7 @@ class SamplerSchedulerKSampler(io.ComfyNode):
                 check_sigmas(sig)
             except ValueError as e:  # e.g. ComfyUI's kl_optimal divides by steps - 1
                 raise ValueError(f"scheduler {scheduler!r} with {steps} step(s) and denoise {denoise:g} gives an "
-                                 f"unusable schedule ({e}); use more steps or another scheduler") from e
+                                 f"unusable schedule ({e}); choose another step count or scheduler") from e
         out, nfe = run_plan(model, seed, cfg, plan, sig, positive, negative, latent_image)
         msg = f"{len(sig) - 1} steps, NFE {nfe} ({used})"
         return io.NodeOutput(out, ui={"text": [msg]})
