@@ -16,6 +16,7 @@ import comfy.model_sampling
 import comfy.samplers
 import torch
 
+from ..sampler_core.loop import check_schedule
 from ..sampler_core.plan import Plan, parse_plan, resolve_plan, segment_bounds
 from ..schedules.ays_tables import AYS_TABLES, ays_sigmas
 
@@ -166,21 +167,14 @@ def final_method(plan: Plan | None, steps: int | None = None) -> str | None:
 
 
 def check_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
-    """Validate user sigmas: 1-D, at least 2 values, finite, non-negative, strictly decreasing."""
+    """Validate user sigmas: 1-D, at least 2 values, then the solver core's checks (finite, non-negative, strictly
+    decreasing; the model-kind check runs when sampling)."""
     if not isinstance(sigmas, torch.Tensor) or sigmas.ndim != 1:
         raise ValueError(f"SIGMAS must be a 1-D list of noise levels, got {getattr(sigmas, 'shape', type(sigmas))}")
     if sigmas.numel() < 2:
         raise ValueError(f"SIGMAS is empty or has a single value ({sigmas.numel()}): nothing to sample. "
                          "Check steps and denoise (denoise 0 gives no steps), or the node that makes the sigmas.")
-    s = sigmas.detach().float().cpu()
-    if not torch.isfinite(s).all():
-        raise ValueError("SIGMAS contains NaN or infinite values")
-    if (s < 0).any():
-        raise ValueError("SIGMAS contains negative noise levels")
-    if not (s[1:] < s[:-1]).all():
-        bad = int(torch.nonzero(~(s[1:] < s[:-1]))[0])
-        raise ValueError(f"SIGMAS must be strictly decreasing; sigma[{bad + 1}]={float(s[bad + 1]):.6g} is not "
-                         f"below sigma[{bad}]={float(s[bad]):.6g}")
+    check_schedule([float(v) for v in sigmas.detach().float().cpu().tolist()], "eps")  # finite, >= 0, decreasing
     return sigmas
 
 

@@ -85,7 +85,7 @@ def check_schedule(sig: Sequence[float], model_kind: str) -> None:
     14.6 on a flow model are a wiring mistake: they send the SDE samplers' noise outside its span)."""
     for i, v in enumerate(sig):
         if not math.isfinite(v):
-            raise ValueError(f"sigmas[{i}] is {v}: the schedule must be finite")
+            raise ValueError(f"sigmas[{i}] is {v}: a schedule with NaN or infinite values cannot be sampled")
         if v < 0:
             raise ValueError(f"sigmas[{i}] = {v:.6g} is negative")
     for i in range(len(sig) - 1):
