@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import logging
 import math
-import os
 import re
 import time
 from collections.abc import Callable
@@ -50,7 +49,7 @@ from ..schedules.optimize import (
     subdivide,
     time_uniform_schedule,
 )
-from ..schedules.presets import AYSPreset, check_file_free, preset_filename, preset_sigmas, save_preset
+from ..schedules.presets import AYSPreset, preset_sigmas, save_preset
 from ..schedules.refine import RefineConfig, SolverError, refine_blocks, refine_schedule
 from . import presets_store
 from .comfy_sampler import comfy_noise_sampler, model_settings
@@ -415,7 +414,7 @@ class SamplerSchedulerAYSOptimize(io.ComfyNode):
                 data: dict | None = None, solver_refinement: bool = True) -> io.NodeOutput:
         name = check_preset_name(preset_name)
         # before the run: a name whose file holds another preset ('a b' vs 'a_b') must not cost a whole optimisation
-        check_file_free(os.path.join(presets_store.presets_dir(), preset_filename(name)), name)
+        presets_store.check_name_free(name)
         n_steps = int(steps)
         if n_steps not in (10, 20, 40):
             raise ValueError(f"steps must be 10, 20 or 40, got {steps!r}")

@@ -8,13 +8,26 @@ from pathlib import Path
 
 import folder_paths
 
-from ..schedules.presets import AYSPreset, PresetError, list_presets, load_preset, matches_model
+from ..schedules.presets import (
+    AYSPreset,
+    PresetError,
+    check_file_free,
+    list_presets,
+    load_preset,
+    matches_model,
+    preset_filename,
+)
 
 log = logging.getLogger("sampler_scheduler")
 
 
 def presets_dir() -> str:
     return os.path.join(folder_paths.get_user_directory(), "sampler_scheduler", "ays_schedules")
+
+
+def check_name_free(name: str) -> None:
+    """Before a long run: refuse a preset name whose file already holds another preset (see ``check_file_free``)."""
+    check_file_free(os.path.join(presets_dir(), preset_filename(name)), name)
 
 
 def load_all() -> list[AYSPreset]:

@@ -51,7 +51,7 @@ def check_search_name(name: str) -> str:
     file nor its AYS preset file may hold another preset (names that map to the same file name)."""
     check_preset_name(name)
     check_file_free(os.path.join(plans_dir(), preset_filename(name)), name)
-    check_file_free(os.path.join(presets_store.presets_dir(), preset_filename(AYS_PREFIX + name)), AYS_PREFIX + name)
+    presets_store.check_name_free(AYS_PREFIX + name)
     return name
 
 
