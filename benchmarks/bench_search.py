@@ -153,7 +153,7 @@ def predictor_comparison(S, denoiser, problem, nfe, x_start, ref, kw, args) -> d
             "median_final_without": statistics.median(r["final_without"] for r in rows)}
 
 
-CURVE_MARKS = (25, 50, 100, 150, 200, 250, 300)  # evaluation counts of the best-so-far curve
+CURVE_MARKS = (50, 100, 150, 200, 250, 300)  # evaluation counts of the best-so-far curve (24 initial candidates)
 
 
 def predictor_curve(S, with_runs: list, without_runs: list, never: int) -> list[dict[str, Any]]:
@@ -170,7 +170,6 @@ def predictor_curve(S, with_runs: list, without_runs: list, never: int) -> list[
         if k > min(len(r.history) for r in with_runs + without_runs):
             break
         level = statistics.median(best_at(r, k) for r in without_runs)
-
         reach = [statistics.median(S.evals_to_reach(r.history, level) or never for r in runs)
                  for runs in (with_runs, without_runs)]
         out.append({"evals": k, "level": level, "median_best_with": statistics.median(best_at(r, k) for r in with_runs),
@@ -275,7 +274,7 @@ def markdown(res: dict[str, Any]) -> str:
     curves = [(kind, nfe, r["predictor"]["curve"]) for kind, m in res["models"].items()
               for nfe, r in m["nfe"].items() if r["predictor"].get("curve")]
     if curves:
-        marks = [c["evals"] for c in curves[0][2] if c["evals"] >= 50]
+        marks = list(CURVE_MARKS)
         lines += ["", "The whole best-so-far curve (same runs): per number of real evaluations k, the level is the "
                       "median over the seeds of the best RMSE after k evaluations without the predictor; each cell "
                       "gives that level, then the median real evaluations to reach it with / without the predictor "
