@@ -79,7 +79,7 @@ class _UniPCBase(StepMethod):
         final = s1 == 0
         if final:
             if s <= ctx.compat.unipc_final_sigma:  # already below ComfyUI's stand-in for 0: denoise (Euler to 0)
-                return denoised.clone()
+                return denoised
             s1 = ctx.compat.unipc_final_sigma
         hist = ctx.history
         p = max(1, min(opts["order"], n - 1, len(hist) + 1, n - i))
