@@ -39,6 +39,8 @@ import torch
 from comfy_api.latest import io
 
 from ..sampler_core.loop import sample_plan
+from ..sampler_core.search import Problem
+from ..sampler_core.search import reference_sigmas as search_reference_sigmas
 from ..schedules.ays_tables import AYS_TABLES, ays_sigmas
 from ..schedules.klub import KLUBObjective, KLUBSamples, flow_to_ve_denoiser, flow_to_ve_sigma, ve_to_flow_sigma
 from ..schedules.optimize import (
@@ -151,8 +153,10 @@ def to_model_space(sigmas: torch.Tensor, flow: bool, sigma_max: float) -> list[f
 
 
 def reference_sigmas(model_sampling, flow: bool, steps: int) -> torch.Tensor:
-    """Schedule of the reference run: Karras for EPS / V / EDM, 'simple' (time-uniform) for flow models."""
-    return comfy.samplers.calculate_sigmas(model_sampling, "simple" if flow else "karras", steps).cpu().float()
+    """Schedule of the reference run: the search's (:func:`sampler_core.search.reference_sigmas`, Karras rho 7
+    in VE sigma; flow models resolve the high-noise end, s = 1 down to s = 0.99, with a tenth of the steps)."""
+    problem = Problem("flow" if flow else "eps", float(model_sampling.sigma_min), float(model_sampling.sigma_max))
+    return search_reference_sigmas(problem, steps).float()
 
 
 @dataclasses.dataclass
