@@ -266,12 +266,16 @@ FLOW_REFERENCE_KNEE = 100.0  # VE sigma where its log-uniform high-noise part ha
 
 def reference_sigmas(problem: Problem, steps: int) -> torch.Tensor:
     """Schedule of the high-NFE reference run: Karras rho = 7 in VE sigma from sigma_max down to sigma_min,
-    then 0. Flow models: s = 1, then ``steps // 10`` points log-uniform in VE sigma from 1e4 (s = 0.9999) down
-    to 100 (s = 0.990), then Karras rho = 7 from 100 down. A single step from s = 1 to VE sigma 100 (this
-    function's former flow schedule) is too coarse: on the built-in flow GMM it sent 11 of 16384 samples
-    near a component boundary into the wrong component (RMSE 0.025 to a converged 2000-step float64 solution;
-    now 1e-5, 200 steps), and the search fitted its plans to that error."""
+    then 0. Flow models that start at s = 1 (VE sigma infinite): s = 1, then ``steps // 10`` points
+    log-uniform in VE sigma from 1e4 (s = 0.9999) down to 100 (s = 0.990), then Karras rho = 7 from 100 down.
+    A single step from s = 1 to VE sigma 100 (this function's former flow schedule) is too coarse: on the
+    built-in flow GMM it sent 11 of 16384 samples near a component boundary into the wrong component (RMSE
+    0.025 to a converged 2000-step float64 solution; now 1e-5, 200 steps), and the search fitted its plans
+    to that error."""
     ve_min = problem.to_ve(problem.sigma_min)
+    if problem.model_kind == "flow" and problem.sigma_max < 1.0:  # no s = 1 singularity: Karras in VE sigma
+        body = _karras(steps, problem.to_ve(problem.sigma_max), ve_min, 7.0)[1:]
+        return torch.tensor([problem.sigma_max] + [problem.from_ve(v) for v in body] + [0.0], dtype=torch.float64)
     if problem.model_kind == "flow":
         k = max(steps // 10, 1) if steps >= 3 else 0
         top, knee = math.log(FLOW_REFERENCE_TOP), math.log(FLOW_REFERENCE_KNEE)

@@ -208,6 +208,18 @@ def test_flow_reference_run_puts_every_sample_where_a_finer_float64_solve_does()
     assert float(sig[-2]) == pytest.approx(prob.sigma_min, rel=1e-6)
 
 
+@pytest.mark.parametrize("steps", [2, 3, 10, 100])
+def test_reference_schedule_is_valid_for_flow_models_starting_below_one_and_for_few_steps(steps):
+    from sampler_core.loop import check_schedule
+
+    for prob in (S.Problem("flow", 0.003, 1.0), S.Problem("flow", 0.003, 0.9), S.Problem("eps", 0.03, 14.6)):
+        sig = S.reference_sigmas(prob, steps)
+        check_schedule(sig.tolist(), model_kind=prob.model_kind)
+        assert sig.numel() == steps + 1 and float(sig[-1]) == 0.0
+        assert float(sig[0]) == pytest.approx(prob.sigma_max, rel=1e-9)
+        assert float(sig[-2]) == pytest.approx(prob.sigma_min, rel=1e-9)
+
+
 def test_sliced_w2_is_zero_for_the_same_set_and_grows_with_a_shift():
     x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
     assert S.sliced_w2(x, x) < 1e-9
