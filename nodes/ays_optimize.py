@@ -270,7 +270,7 @@ def optimise_in_sampler(model, x: torch.Tensor, extra_args: dict, settings: Opti
                                 progress)
         data = model_sampling.inverse_noise_scaling(torch.zeros((), device=device), pairs[1]).float()
         run.data_source = (f"model samples: reference run {REFERENCE_PLAN}, {settings.reference_steps} steps "
-                           f"({'simple' if flow else 'karras'})")
+                           "(Karras rho 7 in VE sigma" + (", high-noise end resolved)" if flow else ")"))
     else:
         data = data.to(device=device, dtype=torch.float32)
         run.data_source = f"{data.shape[0]} encoded images (LATENT input 'data')"
