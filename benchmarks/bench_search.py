@@ -87,7 +87,7 @@ def run_model(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                and r["calls"] <= nfe]
         best = min(det, key=lambda r: r["rmse"])
         top5 = sorted(det, key=lambda r: r["rmse"])[:5]
-        cfg = S.SearchConfig(evaluations=args.evaluations)
+        cfg = S.SearchConfig(evaluations=args.evaluations, restarts=args.restarts)
         t0 = time.perf_counter()
         res = S.search_plan(denoiser, model_kind=problem.model_kind, sigma_min=problem.sigma_min,
                             sigma_max=problem.sigma_max, nfe=nfe, x_start=x_start, ref=ref, config=cfg,
@@ -105,6 +105,7 @@ def run_model(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             "top_comfy": [{k: r[k] for k in ("name", "scheduler", "steps", "calls", "rmse")} for r in top5],
             "ratio": ours / best["rmse"], "baselines_search_noise": res.baselines,
             "search_batch": int(search_batch), "eval_batch": int(bench.batch), "search_predictor": cfg.predictor,
+            "restarts": cfg.restarts,
         }
         log(f"[{kind}] NFE {nfe}: searched RMSE {ours:.4g} (calls {calls}) vs best ComfyUI {best['name']}/"
             f"{best['scheduler']} {best['rmse']:.4g}: ratio {rec['ratio']:.3f}; search {search_s:.1f}s")
@@ -232,9 +233,13 @@ def markdown(res: dict[str, Any]) -> str:
             b = r["best_comfy"]
             plan = " / ".join(r["plan"].splitlines())
             ok = "yes" if r["ratio"] <= TARGET_RATIO else "NO"
+            runs = r.get("restarts", 1)
+            evals = r.get("evaluations", meta["evaluations"])
+            budget = (f"best of {runs} runs by search fitness, {evals // runs} evaluations each" if runs > 1
+                      else f"{evals} evaluations")
             batches = (f"search {r.get('search_batch', default_search[kind])} / "
-                       f"eval {r.get('eval_batch', m['info']['batch'])}, {r.get('evaluations', meta['evaluations'])} "
-                       f"evaluations, {r.get('search_predictor', 'ridge')} predictor")
+                       f"eval {r.get('eval_batch', m['info']['batch'])}, {budget}, "
+                       f"{r.get('search_predictor', 'ridge')} predictor")
             lines.append(f"| {kind} ({batches}) | {nfe} | `{plan}` | {fmt(r['rmse_eval'])} | "
                          f"{r['comfy_calls']} | `{b['name']}` / {b['scheduler']} ({b['steps']} steps) | "
                          f"{fmt(b['rmse'])} | {r['ratio']:.3f} ({ok}) | {r['search_seconds']:.1f} s |")
@@ -305,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller batches, fewer evaluations and seeds")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--evaluations", type=int, default=None, help="real evaluations per search (1500; quick 150)")
+    ap.add_argument("--restarts", type=int, default=1,
+                    help="independent search runs per row (search seeds 0, 1, ...), each with --evaluations; the "
+                         "plan with the lowest search fitness is kept")
     ap.add_argument("--search-batch", type=int, default=None,
                     help="noise samples the GMM searches measure on (4096; quick 256): rare mode flips dominate the "
                          "RMSE at low NFE, and a small batch lets the search overfit to its own noise")
@@ -339,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         parts = [json.loads((Path(d) / "results.json").read_text()) for d in args.merge.split(",")]
         meta = dict(parts[0]["meta"])
         models = merge_models(parts)  # first: it fills in each row's batches, which the command line shows
-        meta["command"] = ("python -m benchmarks.bench_search (runs merged with --merge, later ones replacing "
-                           "the rows they hold: " + "; ".join(merged_command(p) for p in parts) + ")")
+        meta["parts"] = [merged_command(p) for p in parts]
+        meta["command"] = MERGED + "; ".join(meta["parts"]) + ")"
         meta["wall_s"] = max(p["meta"]["wall_s"] for p in parts)
         meta["date"] = max(p["meta"]["date"] for p in parts)  # the latest part ("YYYY-MM-DD HH:MM UTC")
         res = {"meta": meta, "models": models}
@@ -362,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": platform.processor() or
                     platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                     "comfyui": version, "wall_s": time.perf_counter() - t0, "evaluations": args.evaluations,
+                    "restarts": args.restarts,
                     "search_batch": args.search_batch, "search_batch_digits": args.search_batch_digits,
                     "predictor_evaluations": args.predictor_evaluations, "predictor_seeds": args.predictor_seeds,
                     "predictor_batch": args.predictor_batch},
@@ -369,13 +378,22 @@ def main(argv: list[str] | None = None) -> int:
     return write_results(res, args)
 
 
+MERGED = "python -m benchmarks.bench_search (runs merged with --merge, later ones replacing the rows they hold: "
+
+
 def merged_command(part: dict[str, Any]) -> str:
     """One merged run, as its models, NFEs and batches."""
     rows = [(k, n, r) for k, m in part["models"].items() for n, r in m["nfe"].items()]
     batches = sorted({(k, r.get("search_batch"), r.get("eval_batch")) for k, _, r in rows}, key=str)
-    evals = part.get("meta", {}).get("evaluations")
+    meta = part.get("meta", {})
+    if meta.get("parts"):  # an earlier merge: its own parts
+        return "; ".join(meta["parts"])
+    if meta.get("command", "").startswith(MERGED):  # an earlier merge written before "parts" was recorded
+        return meta["command"][len(MERGED):-1]
+    evals, restarts = meta.get("evaluations"), meta.get("restarts", 1)
     return (f"--models {','.join(part['models'])} --nfes {','.join(sorted({n for _, n, _ in rows}))}"
-            + (f" --evaluations {evals}" if evals else "") + " ("
+            + (f" --evaluations {evals}" if evals else "") + (f" --restarts {restarts}" if restarts > 1 else "")
+            + " ("
             + ", ".join(f"{k}: search {sb} / eval {eb}" for k, sb, eb in batches) + ")")
 
 

@@ -100,6 +100,23 @@ def test_search_is_deterministic_for_a_seed_and_depends_on_it():
     assert [r["fitness"] for r in a.history] != [r["fitness"] for r in c.history]
 
 
+def test_restarts_keep_the_independent_run_with_the_lowest_search_fitness_and_count_every_evaluation():
+    runs = [small_search(kind="flow", nfe=5, evaluations=20, seed=seed)[0] for seed in (5, 6, 7)]
+    res, den, _ = small_search(kind="flow", nfe=5, evaluations=20, seed=5, restarts=3)
+    best = min(runs, key=lambda r: r.fitness)
+    assert res.fitness == best.fitness and res.plan == best.plan and torch.equal(res.sigmas, best.sigmas)
+    assert res.evaluations == len(res.history) == 60
+    assert [r["eval"] for r in res.history] == list(range(1, 61))
+    assert [r["fitness"] for r in res.history] == [r["fitness"] for run in runs for r in run.history]
+    assert [r["restart"] for r in res.history] == [0] * 20 + [1] * 20 + [2] * 20
+    bests = [r["best"] for r in res.history]
+    assert bests == sorted(bests, reverse=True) and bests[-1] == best.fitness  # best over every run so far
+    assert res.model_calls == den.calls == sum(r.model_calls for r in runs)
+    assert res.baselines == runs[0].baselines
+    with pytest.raises(ValueError, match="restarts"):
+        S.SearchConfig(restarts=0)
+
+
 def test_searched_plan_round_trips_through_text_and_json_and_resolves_to_its_steps():
     res, _, _ = small_search(nfe=6, evaluations=40)
     plan = res.plan
