@@ -81,14 +81,14 @@ def save_search_preset(name: str, result: SearchResult, identity: dict, settings
 
 
 def run_search(model, positive, negative, cfg: float, latent: dict, nfe: int, evaluations: int, seed: int,
-               batch: int, reference_steps: int) -> tuple[SearchResult, float]:
+               batch: int, reference_steps: int, restarts: int = 1) -> tuple[SearchResult, float]:
     """The search on ComfyUI's model under this conditioning and cfg (see the module docstring)."""
     shape = comfy.sample.fix_empty_latent_channels(model, latent["samples"]).shape
     lat = torch.zeros((batch, *shape[1:]), dtype=torch.float32)
     noise = comfy.sample.prepare_noise(lat, seed)
     ms = model.get_model_object("model_sampling")
     sigma_min, sigma_max = float(ms.sigma_min), float(ms.sigma_max)
-    pbar = comfy.utils.ProgressBar(evaluations)
+    pbar = comfy.utils.ProgressBar(evaluations * restarts)
     out: dict = {}
 
     def progress(row: dict, total: int) -> None:
@@ -105,7 +105,7 @@ def run_search(model, positive, negative, cfg: float, latent: dict, nfe: int, ev
 
         out["result"] = search_plan(
             denoiser, model_kind=kind, sigma_min=sigma_min, sigma_max=sigma_max, nfe=nfe, x_start=x,
-            config=SearchConfig(evaluations=evaluations), seed=seed, reference_steps=reference_steps,
+            config=SearchConfig(evaluations=evaluations, restarts=restarts), seed=seed, reference_steps=reference_steps,
             sample_kwargs={"noise_sampler_factory": comfy_noise_sampler, **settings}, progress=progress,
             step_hook=comfy.model_management.throw_exception_if_processing_interrupted)
         return x
@@ -148,18 +148,21 @@ class SamplerSchedulerSearch(io.ComfyNode):
                              tooltip="Noise samples the error is measured on"),
                 io.Int.Input("reference_steps", default=100, min=10, max=2000, optional=True,
                              tooltip="Steps of the reference run (usf order 3) the plans are compared with"),
+                io.Int.Input("restarts", default=1, min=1, max=16, optional=True,
+                             tooltip="Independent search runs (seeds seed, seed + 1, ...), each with 'evaluations'; "
+                                     "the plan with the lowest error is kept. More robust, proportionally slower"),
             ],
             outputs=[io.String.Output(display_name="plan"), io.Sigmas.Output(display_name="sigmas")],
         )
 
     @classmethod
     def execute(cls, model, positive, negative, cfg, latent, nfe, evaluations, seed, preset_name, batch=4,
-                reference_steps=100) -> io.NodeOutput:
+                reference_steps=100, restarts=1) -> io.NodeOutput:
         name = preset_name.strip()
         if name:
             check_search_name(name)  # before the search: a bad name must not cost a whole search
         result, sigma_min = run_search(model, positive, negative, cfg, latent, nfe, evaluations, seed, batch,
-                                       reference_steps)
+                                       reference_steps, restarts)
         text = result.plan.to_text()
         best_base = min((v for v in result.baselines.values()), default=float("nan"))
         msg = (f"NFE {result.nfe}, {len(result.sigmas) - 1} steps: RMSE to the reference {result.fitness:.4g} "
@@ -167,7 +170,8 @@ class SamplerSchedulerSearch(io.ComfyNode):
                f"{result.seconds:.1f} s")
         if name:
             settings = {"nfe": nfe, "evaluations": evaluations, "seed": seed, "cfg": cfg, "batch": batch,
-                        "reference_steps": reference_steps, "latent_shape": list(latent["samples"].shape[1:])}
+                        "reference_steps": reference_steps, "restarts": restarts,
+                        "latent_shape": list(latent["samples"].shape[1:])}
             path = save_search_preset(name, result, presets_store.model_identity(model), settings, sigma_min)
             msg += f"; saved {path} and AYS preset {AYS_PREFIX + name!r}"
         log.info("Sampler Scheduler Search: %s; plan: %s", msg, text.replace("\n", " | "))

@@ -336,6 +336,27 @@ def test_search_node_plan_and_sigmas_run_unchanged_in_ksampler_solver_mix_and_ay
     assert torch.allclose(mix, res.result[0]["samples"], atol=1e-5)
 
 
+def test_search_node_restarts_spend_every_run_and_record_them_in_the_preset(pack, user_dir):
+    import comfy_helpers
+
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    box = _counted(model)
+    cond = comfy_helpers.empty_conditioning()
+    lat = {"samples": torch.zeros(1, 4, 8, 8)}
+    node = pack.nodes.search.SamplerSchedulerSearch
+    one = node.execute(model, cond, cond, 1.0, lat, 3, 10, 0, "", batch=1, reference_steps=10)
+    calls_one = box["calls"]
+    box["calls"] = 0
+    out = node.execute(model, cond, cond, 1.0, lat, 3, 10, 0, "two", batch=1, reference_steps=10, restarts=2)
+    assert "20 evaluations" in out.ui["text"][0] and "10 evaluations" in one.ui["text"][0]
+    assert calls_one < box["calls"] <= 2 * calls_one  # one shared reference run, two searches
+    saved = json.loads((user_dir / "sampler_scheduler" / "plans" / "two.json").read_text())
+    assert saved["search"]["restarts"] == 2 and saved["plan"] == out.result[0]
+    err_one = float(one.ui["text"][0].split("RMSE to the reference ")[1].split(" ")[0])
+    err_two = float(out.ui["text"][0].split("RMSE to the reference ")[1].split(" ")[0])
+    assert err_two <= err_one  # the first run is the single run of the same seed; the best of both is kept
+
+
 def test_search_node_stops_when_comfyui_is_interrupted(pack, user_dir):
     import comfy.model_management
 
