@@ -17,6 +17,9 @@ alone moved the schedule until dpmpp_2m sent fewer samples to another mode but l
 (sliced W2 0.061 vs 0.039 of the beta schedule); the median alone let 1 % of the samples change mode (0.099);
 both: 0.041. Both together beat RMSE alone on the validation seeds of ``benchmarks/bench_ays.py``
 (7 of 9 cells beat every baseline, RMSE alone 6), as RMSE alone had beaten a sliced-W2 score and trimmed RMSE.
+Adding the SDE solver dpmpp_2m_sde, scored by the sliced W2 of its 256 samples to the reference set (its path
+leaves the reference's, so only the set compares), was worse there: on gmm-eps and digits 1 of 6 cells beat
+every baseline (5 of 6 without it), dpmpp_2m_sde itself included (gmm-eps +7.1 % vs -28.6 %).
 
 Coordinate-wise: in each sweep, every interior point (high noise first), then (``ranges``) every run of points
 from the first or to the last interior point moved together, tries
