@@ -47,6 +47,9 @@ class ComfyServer:
                "--database-url", "sqlite:///:memory:", "--preview-method", "latent2rgb"]
         log = open(self.log_path, "w")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # one torch thread: on a 2-core machine shared with the test process (or a benchmark) a multi-threaded
+        # server spin-waits on every small op; the AYS example workflow took > 240 s that way and 6 s with one
+        env.setdefault("OMP_NUM_THREADS", "1")
         self.proc = subprocess.Popen(cmd, cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
         deadline = time.time() + timeout

@@ -54,20 +54,43 @@ def test_runnable_example_workflow_runs_and_saves_both_images(comfy_server, obje
 
 def test_search_example_workflow_searches_a_plan_and_samples_with_it(comfy_server, object_info):
     wf = json.loads((REPO / "example_workflows" / "builtin_search_plan.json").read_text())
-    entry = comfy_server.run(workflow_convert.to_prompt(wf, object_info))
-    assert execution_error(entry) is None, execution_error(entry)
-    texts = [t for out in entry["outputs"].values() for t in out.get("text", [])]
-    search = next(t for t in texts if "RMSE to the reference" in t)
-    assert "NFE 6" in search and "60 evaluations" in search and "searched-example-digits-nfe6" in search
-    steps = int(search.split("NFE 6, ")[1].split(" steps")[0])
-    sampled = next(t for t in texts if "RMSE to the reference" not in t and "NFE" in t)
-    # the KSampler ran the searched plan on the searched sigmas (their step count), with 6 counted model calls
-    assert sampled == f"{steps} steps, NFE 6 (SIGMAS input)"
-    saved = [img for out in entry["outputs"].values() for img in out.get("images", [])]
-    assert len(saved) == 4
-    for img in saved:
-        a = np.asarray(Image.open(comfy_server.output_path(img)).convert("L"), dtype=np.float32)
-        assert a.shape == (128, 128) and a.std() > 10
+    saved_plan = comfy_server.base / "user" / "sampler_scheduler" / "plans" / "example-digits-nfe6.json"
+    try:
+        entry = comfy_server.run(workflow_convert.to_prompt(wf, object_info))
+        assert execution_error(entry) is None, execution_error(entry)
+        texts = [t for out in entry["outputs"].values() for t in out.get("text", [])]
+        search = next(t for t in texts if "RMSE to the reference" in t)
+        assert "NFE 6" in search and "200 evaluations" in search and "searched-example-digits-nfe6" in search
+        steps = int(search.split("NFE 6, ")[1].split(" steps")[0])
+        sampled = next(t for t in texts if "RMSE to the reference" not in t and "NFE" in t)
+        # the KSampler ran the searched plan on the searched sigmas (their step count), with 6 counted model calls
+        assert sampled == f"{steps} steps, NFE 6 (SIGMAS input)"
+        saved = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+        assert len(saved) == 4
+        for img in saved:
+            a = np.asarray(Image.open(comfy_server.output_path(img)).convert("L"), dtype=np.float32)
+            assert a.shape == (128, 128) and a.std() > 10
+    finally:
+        saved_plan.unlink(missing_ok=True)
+
+
+def test_ays_optimiser_example_workflow_optimises_saves_and_samples_on_the_schedule(comfy_server, object_info):
+    wf = json.loads((REPO / "example_workflows" / "builtin_ays_optimize.json").read_text())
+    saved_preset = comfy_server.base / "user" / "sampler_scheduler" / "ays_schedules" / "example-gmm-eps.json"
+    try:
+        entry = comfy_server.run(workflow_convert.to_prompt(wf, object_info))
+        assert execution_error(entry) is None, execution_error(entry)
+        texts = [t for out in entry["outputs"].values() for t in out.get("text", [])]
+        assert any("saved preset 'example-gmm-eps'" in t for t in texts), texts
+        assert "10 steps, NFE 10 (SIGMAS input)" in texts  # the KSampler sampled on the optimised schedule
+        assert json.loads(saved_preset.read_text())["name"] == "example-gmm-eps"
+        spec = comfy_server.get("/object_info/SamplerSchedulerAYSSigmas")["SamplerSchedulerAYSSigmas"]["input"][
+            "required"]["preset"]
+        assert "example-gmm-eps" in (spec[1]["options"] if spec[0] == "COMBO" else spec[0])  # listed from then on
+        saved = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+        assert len(saved) == 4
+    finally:
+        saved_preset.unlink(missing_ok=True)
 
 
 def small(plan: str, steps: int = 8, sigmas=None, scheduler: str = "karras") -> dict:
