@@ -479,9 +479,11 @@ class _Searcher:
     def __init__(self, denoiser: Denoiser, problem: Problem, nfe: int, x_start: torch.Tensor,
                  ref: torch.Tensor | None, data: torch.Tensor | None, config: SearchConfig, seed: int,
                  space: list[Choice], sample_kwargs: dict, progress: Callable | None,
-                 step_hook: Callable | None) -> None:
+                 step_hook: Callable | None, noise_seed: int | None = None) -> None:
         self.problem, self.nfe, self.x_start, self.ref, self.data = problem, nfe, x_start, ref, data
         self.cfg, self.seed, self.space = config, seed, space
+        # SDE noise and sliced-W2 directions: the same in every restart, so their fitness values compare
+        self.noise_seed = seed if noise_seed is None else noise_seed
         self.sample_kwargs, self.progress, self.step_hook = sample_kwargs, progress, step_hook
         self.rng = np.random.default_rng(seed)
         self.calls = 0
@@ -637,14 +639,14 @@ class _Searcher:
             if plan_nfe(steps, sig, model_kind=self.problem.model_kind, **self._compat()) != self.nfe:
                 return math.inf
             x = sample_plan(self.model, self.x_start.clone(), sig.to(self.x_start.device, self.x_start.dtype),
-                            extra_args={"seed": self.seed}, callback=self._step_cb, plan=steps,
+                            extra_args={"seed": self.noise_seed}, callback=self._step_cb, plan=steps,
                             model_kind=self.problem.model_kind, **self.sample_kwargs)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             return math.inf
         if not bool(torch.isfinite(x).all()):
             return math.inf
         if self.data is not None:
-            return sliced_w2(x, self.data, seed=self.seed)
+            return sliced_w2(x, self.data, seed=self.noise_seed)
         return rmse(x, self.ref)
 
     def _compat(self) -> dict:
@@ -877,16 +879,16 @@ def search_plan(denoiser: Denoiser, *, model_kind: str, sigma_min: float, sigma_
             return progress(row, total) if progress is not None else None
 
         s = _Searcher(denoiser, problem, nfe, x_start, None, data, config, seed + restart, space, sample_kwargs,
-                      hook, step_hook)
+                      hook, step_hook, noise_seed=seed)
         if data is None:
             if ref is None:
                 ref = reference_run(s.model, x_start, problem, reference_steps, sample_kwargs)
             s.ref = ref
         runs.append((s, s.run()))
-    finished = [(s, b) for s, b in runs if s.best is not None]
+    finished = [r for r, _ in runs if r.best is not None]
     if not finished:
         raise RuntimeError("no candidate could be evaluated (every run failed or gave non-finite results)")
-    s = min(finished, key=lambda t: t[0].best[1])[0]  # the lowest search fitness (the first run on a tie)
+    s = min(finished, key=lambda r: r.best[1])  # the lowest search fitness (the first run on a tie)
     baselines = runs[0][1]
     best, fit = s.best
     plan = candidate_plan(space, best.steps)
