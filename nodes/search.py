@@ -166,8 +166,8 @@ class SamplerSchedulerSearch(io.ComfyNode):
         text = result.plan.to_text()
         best_base = min((v for v in result.baselines.values()), default=float("nan"))
         msg = (f"NFE {result.nfe}, {len(result.sigmas) - 1} steps: RMSE to the reference {result.fitness:.4g} "
-               f"(best single method on Karras: {best_base:.4g}); {result.evaluations} evaluations, "
-               f"{result.seconds:.1f} s")
+               f"(best single method on Karras: {best_base:.4g}); {result.evaluations} evaluations"
+               + (f" in {restarts} runs (the best kept)" if restarts > 1 else "") + f", {result.seconds:.1f} s")
         if name:
             settings = {"nfe": nfe, "evaluations": evaluations, "seed": seed, "cfg": cfg, "batch": batch,
                         "reference_steps": reference_steps, "restarts": restarts,

@@ -364,7 +364,8 @@ def test_search_node_restarts_spend_every_run_and_record_them_in_the_preset(pack
     calls_one = box["calls"]
     box["calls"] = 0
     out = node.execute(model, cond, cond, 1.0, lat, 3, 10, 0, "two", batch=1, reference_steps=10, restarts=2)
-    assert "20 evaluations" in out.ui["text"][0] and "10 evaluations" in one.ui["text"][0]
+    assert "20 evaluations in 2 runs (the best kept)" in out.ui["text"][0]
+    assert "10 evaluations," in one.ui["text"][0]
     assert calls_one < box["calls"] <= 2 * calls_one  # one shared reference run, two searches
     saved = json.loads((user_dir / "sampler_scheduler" / "plans" / "two.json").read_text())
     assert saved["search"]["restarts"] == 2 and saved["plan"] == out.result[0]
