@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+import workflow_convert
 from browser_support import ARTIFACTS, ConsoleLog, launch_browser
 from comfy_env import REPO
 
@@ -355,7 +356,7 @@ def test_screenshot_of_a_node_with_its_plot(ui):
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "example_workflows").glob("*.json")))
-def test_example_workflow_loads_in_the_frontend_without_missing_nodes(ui, name):
+def test_example_workflow_loads_in_the_frontend_without_missing_nodes(ui, comfy_server, name):
     """Each shipped example loads in ComfyUI's frontend: every node type is registered and the graph converts
     to a prompt with every node (widgets in the right slots)."""
     page, log = ui
@@ -369,8 +370,9 @@ def test_example_workflow_loads_in_the_frontend_without_missing_nodes(ui, name):
         const out = Object.values(prompt.output).map((n) => n.class_type);
         const plan = app.graph._nodes.filter((n) => n.type.startsWith('SamplerScheduler'))
             .map((n) => n.widgets?.find((w) => w.name === 'plan')?.value).filter((v) => v !== undefined);
+        const inputs = Object.fromEntries(Object.entries(prompt.output).map(([id, n]) => [id, n.inputs]));
         app.graph.clear();
-        return {missing, loaded, out, plan};
+        return {missing, loaded, out, plan, inputs};
     }""", wf)
     assert result["missing"] == [], f"{name}: node types unknown to the frontend: {result['missing']}"
     assert sorted(result["loaded"]) == sorted(n["type"] for n in wf["nodes"])
@@ -378,3 +380,10 @@ def test_example_workflow_loads_in_the_frontend_without_missing_nodes(ui, name):
     expected_plans = [v for n in wf["nodes"] if n["type"].startswith("SamplerScheduler")
                       for v in n["widgets_values"] if isinstance(v, str) and "\n" in v]
     assert sorted(result["plan"]) == sorted(expected_plans)
+    # the frontend gives every widget input the value the tests' converter (tests/workflow_convert.py, used to
+    # run the examples on the server) reads from the file: nothing shifted (e.g. by a seed's control widget)
+    ours = workflow_convert.to_prompt(wf, comfy_server.get("/object_info"))
+    for node_id, node in ours.items():
+        widgets = {k: v for k, v in node["inputs"].items() if not isinstance(v, list)}
+        theirs = {k: v for k, v in result["inputs"][node_id].items() if k in widgets}
+        assert theirs == widgets, f"{name}: node {node_id} ({node['class_type']})"

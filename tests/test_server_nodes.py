@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -31,11 +32,28 @@ def test_example_workflow_node_types_are_known_to_the_server(object_info, path):
     wf = json.loads(path.read_text())
     types = {n["type"] for n in wf["nodes"]}
     assert not types - set(object_info), f"unknown node types in {path.name}: {types - set(object_info)}"
-    prompt = workflow_convert.to_prompt(wf, object_info)
+    prompt = workflow_convert.to_prompt(wf, object_info)  # reads widgets as the frontend does (test_browser)
     for node_id, node in prompt.items():
-        required = object_info[node["class_type"]]["input"].get("required", {})
+        inputs = object_info[node["class_type"]]["input"]
+        required = inputs.get("required", {})
         missing = set(required) - set(node["inputs"])
         assert not missing, f"{path.name} node {node_id} ({node['class_type']}) lacks inputs {missing}"
+        specs = {**inputs.get("optional", {}), **required}
+        for name, value in node["inputs"].items():  # each widget value fits its input: no shifted values
+            if isinstance(value, list):
+                continue
+            kind, opts = specs[name][0], (specs[name][1] if len(specs[name]) > 1 else {}) or {}
+            where = f"{path.name} node {node_id} ({node['class_type']}) input {name}={value!r}"
+            if kind in ("INT", "FLOAT"):
+                assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+                assert opts.get("min", -math.inf) <= value <= opts.get("max", math.inf), where
+            elif kind == "STRING":
+                assert isinstance(value, str), where
+            elif kind == "BOOLEAN":
+                assert isinstance(value, bool), where
+            elif node["class_type"].startswith("SamplerScheduler"):  # our combos (checkpoints may be absent)
+                options = opts.get("options", []) if kind == "COMBO" else kind
+                assert value in options, where
 
 
 def test_runnable_example_workflow_runs_and_saves_both_images(comfy_server, object_info):

@@ -1,7 +1,8 @@
 """Turn a UI-format workflow (what ComfyUI's frontend saves) into an API prompt, using /object_info.
 
 A small reader of the frontend's saved format for tests: widget values are assigned to the node's
-widget inputs in schema order (an INT with control_after_generate carries one extra value), and
+widget inputs in schema order (an INT with a "control after generate" widget carries one extra value: the
+frontend adds one when the input asks for it, and by default to INT inputs named seed or noise_seed), and
 links become ``[node_id, output_slot]`` references.
 """
 
@@ -13,6 +14,16 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 def is_widget(spec) -> bool:
     kind = spec[0]
     return isinstance(kind, list) or kind in WIDGET_TYPES
+
+
+def has_control_widget(name: str, spec) -> bool:
+    """Whether the frontend adds a "control after generate" widget after this INT input: as the input's
+    ``control_after_generate`` says, else for inputs named seed / noise_seed (the frontend's default)."""
+    if spec[0] != "INT":
+        return False
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    flag = opts.get("control_after_generate")
+    return bool(flag) if flag is not None else name in ("seed", "noise_seed")
 
 
 def to_prompt(workflow: dict, object_info: dict) -> dict:
@@ -29,14 +40,13 @@ def to_prompt(workflow: dict, object_info: dict) -> dict:
                 lk = linked[name]
                 inputs[name] = [str(lk[1]), lk[2]]
                 if is_widget(spec):
-                    k += 1
+                    k += 1 + has_control_widget(name, spec)
                 continue
             if is_widget(spec):
                 if k < len(values):
                     inputs[name] = values[k]
                 k += 1
-                opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-                if opts.get("control_after_generate"):
+                if has_control_widget(name, spec):
                     k += 1
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt
