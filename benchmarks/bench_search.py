@@ -335,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated result folders of per-model runs (--models X --out DIR each, run side by "
                          "side): merge them into <out>/results.json and the markdown")
     args = ap.parse_args(argv)
+    if args.restarts < 1:
+        ap.error(f"--restarts must be at least 1, got {args.restarts}")
     args.evaluations = args.evaluations or (150 if args.quick else 1500)
     args.search_batch = args.search_batch or (256 if args.quick else 4096)
     args.search_batch_digits = args.search_batch_digits or (128 if args.quick else 1024)
@@ -347,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         parts = [json.loads((Path(d) / "results.json").read_text()) for d in args.merge.split(",")]
         meta = dict(parts[0]["meta"])
         models = merge_models(parts)  # first: it fills in each row's batches, which the command line shows
-        meta["parts"] = [merged_command(p) for p in parts]
+        meta["parts"] = [c for p in parts for c in merged_commands(p)]
         meta["command"] = MERGED + "; ".join(meta["parts"]) + ")"
         meta["wall_s"] = max(p["meta"]["wall_s"] for p in parts)
         meta["date"] = max(p["meta"]["date"] for p in parts)  # the latest part ("YYYY-MM-DD HH:MM UTC")
@@ -381,20 +383,19 @@ def main(argv: list[str] | None = None) -> int:
 MERGED = "python -m benchmarks.bench_search (runs merged with --merge, later ones replacing the rows they hold: "
 
 
-def merged_command(part: dict[str, Any]) -> str:
-    """One merged run, as its models, NFEs and batches."""
+def merged_commands(part: dict[str, Any]) -> list[str]:
+    """The runs of one merged part, each as its models, NFEs and batches (an earlier merge: its own parts)."""
+    meta = part.get("meta", {})
+    if meta.get("parts"):
+        return list(meta["parts"])
+    if meta.get("command", "").startswith(MERGED):  # an earlier merge written before "parts" was recorded
+        return meta["command"][len(MERGED):-1].split("; ")
     rows = [(k, n, r) for k, m in part["models"].items() for n, r in m["nfe"].items()]
     batches = sorted({(k, r.get("search_batch"), r.get("eval_batch")) for k, _, r in rows}, key=str)
-    meta = part.get("meta", {})
-    if meta.get("parts"):  # an earlier merge: its own parts
-        return "; ".join(meta["parts"])
-    if meta.get("command", "").startswith(MERGED):  # an earlier merge written before "parts" was recorded
-        return meta["command"][len(MERGED):-1]
     evals, restarts = meta.get("evaluations"), meta.get("restarts", 1)
-    return (f"--models {','.join(part['models'])} --nfes {','.join(sorted({n for _, n, _ in rows}))}"
+    return [f"--models {','.join(part['models'])} --nfes {','.join(sorted({n for _, n, _ in rows}))}"
             + (f" --evaluations {evals}" if evals else "") + (f" --restarts {restarts}" if restarts > 1 else "")
-            + " ("
-            + ", ".join(f"{k}: search {sb} / eval {eb}" for k, sb, eb in batches) + ")")
+            + " (" + ", ".join(f"{k}: search {sb} / eval {eb}" for k, sb, eb in batches) + ")"]
 
 
 def merge_models(parts: list[dict[str, Any]]) -> dict[str, Any]:

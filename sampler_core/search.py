@@ -976,6 +976,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--predictor", choices=PREDICTORS, default=SearchConfig.predictor,
                     help="fitness predictor that screens the proposals")
     args = ap.parse_args(argv)
+    if args.restarts < 1:
+        ap.error(f"--restarts must be at least 1, got {args.restarts}")
 
     torch.set_num_threads(1)
     denoiser, problem, shape = builtin_model(args.model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from benchmarks.bench_search import merge_models
 
 
@@ -34,6 +36,40 @@ def test_merge_takes_a_new_predictor_comparison_when_the_later_row_has_one():
     old = {"models": {"gmm-flow": {"info": {}, "nfe": {"5": _row(0.7, 20)}}}}
     new = {"models": {"gmm-flow": {"info": {}, "nfe": {"5": _row(0.6, 5)}}}}
     assert merge_models([old, new])["gmm-flow"]["nfe"]["5"]["predictor"]["n"] == 5
+
+
+def test_merging_a_merged_result_keeps_the_command_of_each_of_its_parts(tmp_path):
+    from benchmarks import bench_search
+
+    def part(kind: str, nfe: str, evals: int, restarts: int = 1) -> dict:
+        row = dict(_row(0.5, 0), rmse_eval=0.1, comfy_calls=int(nfe), plan="* usf", sigmas=[1.0, 0.0],
+                   search_seconds=1.0, restarts=restarts, evaluations=evals * restarts,
+                   best_comfy={"name": "euler", "scheduler": "karras", "steps": 5, "rmse": 0.2})
+        return {"meta": {"command": "python -m benchmarks.bench_search", "evaluations": evals, "restarts": restarts,
+                         "search_batch": 4096, "search_batch_digits": 1024, "wall_s": 60.0, "cpu": "x86_64",
+                         "date": "2026-11-24 01:00 UTC", "torch": "2", "threads": 1, "comfyui": "0.3.75",
+                         "predictor_seeds": 0, "predictor_evaluations": 300, "predictor_batch": 128},
+                "models": {kind: {"info": {"batch": 4096}, "nfe": {nfe: row}}}}
+
+    def write(name: str, res: dict) -> str:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(res))
+        return str(tmp_path / name)
+
+    a = write("a", part("gmm-eps", "5", 1500))
+    b = write("b", part("gmm-flow", "8", 1500, restarts=3))
+    md = str(tmp_path / "r.md")
+    assert bench_search.main(["--merge", f"{a},{b}", "--out", str(tmp_path / "ab"), "--results-md", md]) == 0
+    c = write("c", part("digits", "5", 300))
+    assert bench_search.main(["--merge", f"{tmp_path / 'ab'},{c}", "--out", str(tmp_path / "abc"),
+                              "--results-md", md]) == 0
+    meta = json.loads((tmp_path / "abc" / "results.json").read_text())["meta"]
+    assert meta["parts"] == ["--models gmm-eps --nfes 5 --evaluations 1500 (gmm-eps: search 4096 / eval 4096)",
+                             "--models gmm-flow --nfes 8 --evaluations 1500 --restarts 3 (gmm-flow: search 4096 / "
+                             "eval 4096)",
+                             "--models digits --nfes 5 --evaluations 300 (digits: search 1024 / eval 4096)"]
+    assert meta["command"] == bench_search.MERGED + "; ".join(meta["parts"]) + ")"
+    assert "best of 3 runs by search fitness, 1500 evaluations each" in (tmp_path / "r.md").read_text()
 
 
 class _Run:
