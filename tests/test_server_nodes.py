@@ -70,13 +70,18 @@ def test_runnable_example_workflow_runs_and_saves_both_images(comfy_server, obje
     assert any("NFE" in t for t in texts), entry["outputs"]
 
 
+def run_example(comfy_server, object_info, name: str) -> tuple[dict, list[str]]:
+    """Run a shipped example workflow on the server (it must succeed); its history entry and UI texts."""
+    wf = json.loads((REPO / "example_workflows" / name).read_text())
+    entry = comfy_server.run(workflow_convert.to_prompt(wf, object_info))
+    assert execution_error(entry) is None, execution_error(entry)
+    return entry, [t for out in entry["outputs"].values() for t in out.get("text", [])]
+
+
 def test_search_example_workflow_searches_a_plan_and_samples_with_it(comfy_server, object_info):
-    wf = json.loads((REPO / "example_workflows" / "builtin_search_plan.json").read_text())
     saved_plan = comfy_server.base / "user" / "sampler_scheduler" / "plans" / "example-digits-nfe6.json"
     try:
-        entry = comfy_server.run(workflow_convert.to_prompt(wf, object_info))
-        assert execution_error(entry) is None, execution_error(entry)
-        texts = [t for out in entry["outputs"].values() for t in out.get("text", [])]
+        entry, texts = run_example(comfy_server, object_info, "builtin_search_plan.json")
         search = next(t for t in texts if "RMSE to the reference" in t)
         assert "NFE 6" in search and "200 evaluations" in search and "searched-example-digits-nfe6" in search
         steps = int(search.split("NFE 6, ")[1].split(" steps")[0])
@@ -93,12 +98,9 @@ def test_search_example_workflow_searches_a_plan_and_samples_with_it(comfy_serve
 
 
 def test_ays_optimiser_example_workflow_optimises_saves_and_samples_on_the_schedule(comfy_server, object_info):
-    wf = json.loads((REPO / "example_workflows" / "builtin_ays_optimize.json").read_text())
     saved_preset = comfy_server.base / "user" / "sampler_scheduler" / "ays_schedules" / "example-gmm-eps.json"
     try:
-        entry = comfy_server.run(workflow_convert.to_prompt(wf, object_info))
-        assert execution_error(entry) is None, execution_error(entry)
-        texts = [t for out in entry["outputs"].values() for t in out.get("text", [])]
+        entry, texts = run_example(comfy_server, object_info, "builtin_ays_optimize.json")
         assert any("saved preset 'example-gmm-eps'" in t for t in texts), texts
         assert "10 steps, NFE 10 (SIGMAS input)" in texts  # the KSampler sampled on the optimised schedule
         assert json.loads(saved_preset.read_text())["name"] == "example-gmm-eps"
