@@ -866,7 +866,8 @@ def search_plan(denoiser: Denoiser, *, model_kind: str, sigma_min: float, sigma_
     sample_kwargs = dict(sample_kwargs or {})
     total = config.evaluations * config.restarts
     history: list[dict[str, Any]] = []  # every run's rows, numbered on; "best" over all runs so far
-    runs: list[tuple[_Searcher, dict[str, float]]] = []
+    runs: list[_Searcher] = []
+    baselines: dict[str, float] = {}  # the seeded plans' fitness, from the first run (the same in every run)
     for restart in range(config.restarts):
         offset = len(history)
 
@@ -884,18 +885,20 @@ def search_plan(denoiser: Denoiser, *, model_kind: str, sigma_min: float, sigma_
             if ref is None:
                 ref = reference_run(s.model, x_start, problem, reference_steps, sample_kwargs)
             s.ref = ref
-        runs.append((s, s.run()))
-    finished = [r for r, _ in runs if r.best is not None]
+        scored = s.run()
+        if restart == 0:
+            baselines = scored
+        runs.append(s)
+    finished = [r for r in runs if r.best is not None]
     if not finished:
         raise RuntimeError("no candidate could be evaluated (every run failed or gave non-finite results)")
     s = min(finished, key=lambda r: r.best[1])  # the lowest search fitness (the first run on a tie)
-    baselines = runs[0][1]
     best, fit = s.best
     plan = candidate_plan(space, best.steps)
     sigmas = s.sigmas(best)
     nfe_found = plan_nfe(plan, sigmas, model_kind=model_kind, **s._compat())
     return SearchResult(plan=plan, sigmas=sigmas, fitness=fit, nfe=nfe_found, history=history,
-                        evaluations=sum(len(r.order) for r, _ in runs), model_calls=sum(r.calls for r, _ in runs),
+                        evaluations=sum(len(r.order) for r in runs), model_calls=sum(r.calls for r in runs),
                         seconds=time.perf_counter() - t0,
                         baselines=baselines)
 
