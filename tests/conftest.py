@@ -41,6 +41,17 @@ def pack(comfy_root):
     return comfy_env.load_pack()
 
 
+@pytest.fixture
+def user_dir(comfy_root, tmp_path):
+    """ComfyUI's user directory pointed at a fresh temporary folder for one test (presets are saved there)."""
+    import folder_paths
+
+    old = folder_paths.get_user_directory()
+    folder_paths.set_user_directory(str(tmp_path / "user"))
+    yield tmp_path / "user"
+    folder_paths.set_user_directory(old)
+
+
 @pytest.fixture(scope="session")
 def comfy_server():
     """A running ComfyUI 0.3.75 server (or COMFYUI_PATH) with this pack installed; stopped at the end."""

@@ -13,17 +13,6 @@ import comfy_helpers
 SMALL = {"budget": 3000, "samples": 8, "reference_steps": 10, "max_batch": 1024}
 
 
-@pytest.fixture
-def user_dir(comfy_root, tmp_path):
-    """ComfyUI's user directory pointed at a fresh temporary folder for one test."""
-    import folder_paths
-
-    old = folder_paths.get_user_directory()
-    folder_paths.set_user_directory(str(tmp_path / "user"))
-    yield tmp_path / "user"
-    folder_paths.set_user_directory(old)
-
-
 @pytest.fixture(scope="module")
 def nodes_mod(pack):
     return pack.nodes

@@ -13,20 +13,9 @@ import json
 
 import pytest
 import torch
+from test_ays_optimize_node import optimise
 
 import comfy_helpers
-
-SMALL = {"budget": 3000, "samples": 8, "reference_steps": 10, "max_batch": 1024}
-
-
-@pytest.fixture
-def user_dir(comfy_root, tmp_path):
-    import folder_paths
-
-    old = folder_paths.get_user_directory()
-    folder_paths.set_user_directory(str(tmp_path / "user"))
-    yield tmp_path / "user"
-    folder_paths.set_user_directory(old)
 
 
 def model_of_type(pack, kind: str):
@@ -63,13 +52,6 @@ def model_of_type(pack, kind: str):
     return comfy.model_patcher.ModelPatcher(base, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
 
 
-def optimise(pack, model, name: str):
-    cond = comfy_helpers.empty_conditioning()
-    node = pack.nodes.ays_optimize.SamplerSchedulerAYSOptimize
-    return node.execute(model, cond, cond, 1.0, {"samples": torch.zeros(1, 4, 8, 8)}, "10", SMALL["budget"], 7,
-                        name, SMALL["samples"], SMALL["reference_steps"], SMALL["max_batch"]).result[0]
-
-
 def search(pack, model, name: str):
     cond = comfy_helpers.empty_conditioning()
     node = pack.nodes.search.SamplerSchedulerSearch
@@ -91,8 +73,8 @@ def test_test_networks_give_back_the_exact_denoiser_through_comfyui(pack):
 
 
 def test_optimiser_gives_a_v_prediction_model_the_schedule_of_its_eps_twin(pack, user_dir):
-    eps = optimise(pack, comfy_helpers.make_toy_model("gmm-eps"), "eps twin")
-    v = optimise(pack, model_of_type(pack, "v"), "v twin")
+    eps, _ = optimise(pack.nodes, comfy_helpers.make_toy_model("gmm-eps"), "eps twin")
+    v, _ = optimise(pack.nodes, model_of_type(pack, "v"), "v twin")
     assert torch.allclose(v, eps, rtol=1e-4), (v, eps)
 
 
@@ -100,7 +82,7 @@ def test_optimiser_on_a_continuous_edm_model_spans_its_sigma_range(pack, user_di
     from sampler_scheduler_pack.schedules.presets import load_preset
 
     model = model_of_type(pack, "edm")
-    sigmas = optimise(pack, model, "edm")
+    sigmas, _ = optimise(pack.nodes, model, "edm")
     assert sigmas.shape == (11,) and sigmas[-1] == 0 and bool((sigmas[1:] < sigmas[:-1]).all())
     assert sigmas[0].item() == pytest.approx(80.0, rel=1e-5)
     preset = load_preset(user_dir / "sampler_scheduler" / "ays_schedules" / "edm.json")

@@ -320,16 +320,6 @@ def test_command_rejects_an_unknown_predictor_by_name(tmp_path, capsys):
 # --------------------------------------------------------------------------- in ComfyUI
 
 
-@pytest.fixture()
-def user_dir(comfy_root, tmp_path):
-    import folder_paths
-
-    old = folder_paths.get_user_directory()
-    folder_paths.set_user_directory(str(tmp_path))
-    yield tmp_path
-    folder_paths.set_user_directory(old)
-
-
 def _counted(model_patcher) -> dict:
     box = {"calls": 0}
 
