@@ -334,6 +334,9 @@ def optimise_schedule(model, positive, negative, cfg: float, latent: dict, data:
         if getattr(data_x0, "is_nested", False) or data_x0.ndim != lat.ndim or data_x0.shape[1] != lat.shape[1]:
             raise ValueError(f"data latents have shape {tuple(data_x0.shape)}, but the model's latents are "
                              f"{tuple(lat.shape)} (batch first): encode the images with this model's VAE")
+        if data_x0.shape[0] == 0:
+            raise ValueError("the data LATENT holds no images (batch 0): connect encoded real images, or leave "
+                             "'data' unconnected to draw the data from the model")
         if not torch.isfinite(data_x0).all():
             raise ValueError("data latents contain NaN or infinite values")
         data_x0 = model.model.process_latent_in(data_x0.float())

@@ -116,6 +116,22 @@ def test_refinement_with_real_data_runs_its_own_reference(nodes_mod, user_dir):
     assert cond["solver_refinement"]["score_history"][-1] <= 0
 
 
+@pytest.mark.parametrize("data, message", [
+    (torch.zeros(0, 4, 8, 8), "holds no images"),
+    (torch.full((2, 4, 8, 8), float("nan")), "NaN or infinite"),
+    (torch.zeros(2, 16, 8, 8), "encode the images with this model's VAE"),
+    (torch.zeros(2, 4, 8), "encode the images with this model's VAE"),
+])
+def test_bad_data_latents_fail_with_a_message_naming_them_and_save_nothing(nodes_mod, user_dir, data, message):
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    calls = {"n": 0}
+    model.model.diffusion_model.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    with pytest.raises(ValueError, match=message):
+        optimise(nodes_mod, model, "bad-data", data={"samples": data})
+    assert calls["n"] == 0  # rejected before any model call
+    assert not (user_dir / "sampler_scheduler" / "ays_schedules" / "bad-data.json").exists()
+
+
 def test_cancel_stops_the_optimiser_within_one_model_call_and_saves_nothing(nodes_mod, user_dir):
     import comfy.model_management
 
