@@ -11,6 +11,8 @@ function the nodes use (:func:`.schedule_logic.preview_schedule`), so what is dr
 ``POST /sampler_scheduler/plan`` converts plan text or JSON to both canonical forms (export/import):
 ``{"plan": "..."}`` -> ``{"plan_text": "...", "plan_json": "..."}``.
 ``GET /sampler_scheduler/options`` lists the preview model types and schedulers.
+``GET /sampler_scheduler/plans`` lists the plans the Search node saved (name, plan text, NFE, creation time)
+and, per saved file that cannot be used, its name and the problem: the import dialog offers them.
 
 Bad input of any kind is answered with status 400 (413 for a body over :data:`MAX_BODY_BYTES`) and
 ``{"error": message, "field": ..., "line": ..., "token": ...}``; the computation runs in a worker
@@ -35,6 +37,7 @@ log = logging.getLogger("sampler_scheduler")
 ROUTE_PREVIEW = "/sampler_scheduler/preview"
 ROUTE_PLAN = "/sampler_scheduler/plan"
 ROUTE_OPTIONS = "/sampler_scheduler/options"
+ROUTE_PLANS = "/sampler_scheduler/plans"
 MAX_BODY_BYTES = 32 * 1024
 MAX_STEPS = 1000
 MAX_SCHEDULE_STEPS = 10_000  # KSampler's denoise computes int(steps / denoise) sigmas before cutting
@@ -287,6 +290,19 @@ async def handle_options(request: web.Request) -> web.Response:
     return await _answer(request, work)
 
 
+def list_saved_plans(_: Any = None) -> dict[str, Any]:
+    from .search import saved_plans
+
+    return saved_plans()
+
+
+async def handle_plans(request: web.Request) -> web.Response:
+    async def work(req: web.Request) -> dict[str, Any]:
+        return await _run(list_saved_plans, None)
+
+    return await _answer(request, work)
+
+
 def register_routes() -> bool:
     """Add the routes to ComfyUI's running PromptServer (once); False when there is none (e.g. in-process
     tests). ``server`` is looked up, never imported: importing it outside ComfyUI's main has side effects."""
@@ -300,5 +316,6 @@ def register_routes() -> bool:
     routes.post(ROUTE_PREVIEW)(handle_preview)
     routes.post(ROUTE_PLAN)(handle_plan)
     routes.get(ROUTE_OPTIONS)(handle_options)
+    routes.get(ROUTE_PLANS)(handle_plans)
     _registered_on.add(id(instance))
     return True

@@ -5,7 +5,8 @@ search runs inside one sampling call of ``comfy.samplers.CFGGuider`` (model load
 CFG, model patches as for any sampler), as a KSAMPLER whose function receives ComfyUI's wrapped model
 ``model(x, sigma, **extra_args) -> x0``. Results are saved as a named preset: the plan text and sigmas
 (``<user dir>/sampler_scheduler/plans/<name>.json``) and the sigmas as an AYS schedule preset named
-``searched-<name>`` that AYS Sigmas lists (by name only: ``auto`` never picks it).
+``searched-<name>`` that AYS Sigmas lists (by name only: ``auto`` never picks it); the frontend's Import plan
+dialog lists the saved plans (:func:`saved_plans`, ``GET /sampler_scheduler/plans``).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import torch
 from comfy_api.latest import io
 
 from ..sampler_core.search import SearchConfig, SearchResult, search_plan
-from ..schedules.presets import AYSPreset, check_file_free, preset_filename, save_preset
+from ..schedules.presets import AYSPreset, PresetError, check_file_free, preset_filename, read_json_file, save_preset
 from . import presets_store
 from .ays_optimize import check_preset_name
 from .comfy_sampler import comfy_noise_sampler, model_settings
+from .schedule_logic import parse_user_plan
 
 log = logging.getLogger("sampler_scheduler")
 
@@ -80,6 +82,49 @@ def save_search_preset(name: str, result: SearchResult, identity: dict, settings
     return path
 
 
+class PlanPresetError(PresetError):
+    """A saved plan file that cannot be used; the message names the file and the problem."""
+
+    label = "saved plan"
+
+
+def read_plan_preset(path: str | os.PathLike) -> dict:
+    """One saved plan file (as :func:`save_search_preset` writes it), checked: its name, plan text (it must
+    parse), NFE and creation time. :class:`PlanPresetError` says what is wrong."""
+    data = read_json_file(path, PlanPresetError)
+    if not isinstance(data, dict) or data.get("format") != PLAN_PRESET_FORMAT:
+        raise PlanPresetError(path, f"is not a saved plan (no \"format\": \"{PLAN_PRESET_FORMAT}\")")
+    name, plan, nfe = data.get("name"), data.get("plan"), data.get("nfe")
+    if not isinstance(name, str) or not name:
+        raise PlanPresetError(path, "has no name")
+    if not isinstance(plan, str):
+        raise PlanPresetError(path, "has no plan text")
+    try:
+        parse_user_plan(plan)
+    except ValueError as exc:
+        raise PlanPresetError(path, f"its plan does not parse: {exc}") from None
+    created = data.get("created")
+    return {"name": name, "plan": plan, "nfe": nfe if isinstance(nfe, int) and not isinstance(nfe, bool) else None,
+            "created": created if isinstance(created, str) else None}
+
+
+def saved_plans() -> dict[str, list[dict]]:
+    """Every saved plan in :func:`plans_dir` (sorted by file name) for the frontend's import dialog, and per
+    file that cannot be used its name and the problem (one bad file never hides the others)."""
+    folder = plans_dir()
+    try:
+        files = sorted(f for f in os.listdir(folder) if f.endswith(".json") and not f.startswith("."))
+    except OSError:
+        files = []
+    plans, errors = [], []
+    for f in files:
+        try:
+            plans.append(read_plan_preset(os.path.join(folder, f)))
+        except PresetError as exc:
+            errors.append({"file": f, "error": str(exc)})
+    return {"plans": plans, "errors": errors}
+
+
 def run_search(model, positive, negative, cfg: float, latent: dict, nfe: int, evaluations: int, seed: int,
                batch: int, reference_steps: int, restarts: int = 1) -> tuple[SearchResult, float]:
     """The search on ComfyUI's model under this conditioning and cfg (see the module docstring)."""
@@ -129,7 +174,8 @@ class SamplerSchedulerSearch(io.ComfyNode):
                 "Searches the per-step solver plan and the sigmas that best reproduce a high-step reference run "
                 "of this model (same conditioning and cfg) within an exact NFE budget. Connect 'plan' to the "
                 "plan input of the KSampler / Solver Mix and 'sigmas' to their sigmas; both are saved as a "
-                "named preset (the sigmas also appear in AYS Sigmas as 'searched-<name>')."
+                "named preset (the sigmas also appear in AYS Sigmas as 'searched-<name>', the plan in the "
+                "KSampler's and Solver Mix's Import plan dialog)."
             ),
             inputs=[
                 io.Model.Input("model"),

@@ -46,10 +46,12 @@ _OPTIONAL = ("conditioning", "klub_history")
 class PresetError(ValueError):
     """A preset file (or preset data) that cannot be used; the message names the file and the problem."""
 
+    label = "AYS preset"  # what the file is, for the message
+
     def __init__(self, source: str | os.PathLike, problem: str) -> None:
         self.source = str(source)
         self.problem = problem
-        super().__init__(f"AYS preset {self.source}: {problem}")
+        super().__init__(f"{self.label} {self.source}: {problem}")
 
 
 @dataclass
@@ -192,25 +194,30 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def load_preset(path: str | os.PathLike) -> AYSPreset:
-    """Read and validate one preset file; :class:`PresetError` says what is wrong with it."""
+def read_json_file(path: str | os.PathLike, error: type[PresetError] = PresetError) -> Any:
+    """The JSON value of a preset-like file (at most :data:`MAX_FILE_BYTES`, UTF-8, strict JSON: no NaN or
+    Infinity, no duplicate keys); ``error(path, problem)`` is raised saying what is wrong."""
     path = Path(path)
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise PresetError(path, f"file is {size} bytes, more than the {MAX_FILE_BYTES} a preset may have")
+            raise error(path, f"file is {size} bytes, more than the {MAX_FILE_BYTES} a preset may have")
         text = path.read_bytes().decode("utf-8")
     except OSError as e:
-        raise PresetError(path, f"cannot be read ({e.strerror or e})") from None
+        raise error(path, f"cannot be read ({e.strerror or e})") from None
     except UnicodeDecodeError:
-        raise PresetError(path, "is not UTF-8 text") from None
+        raise error(path, "is not UTF-8 text") from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
-        raise PresetError(path, f"is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        raise error(path, f"is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     except ValueError as e:
-        raise PresetError(path, f"is not valid JSON ({e})") from None
-    return AYSPreset.from_json_dict(data, str(path))
+        raise error(path, f"is not valid JSON ({e})") from None
+
+
+def load_preset(path: str | os.PathLike) -> AYSPreset:
+    """Read and validate one preset file; :class:`PresetError` says what is wrong with it."""
+    return AYSPreset.from_json_dict(read_json_file(path), str(path))
 
 
 def preset_filename(name: str) -> str:

@@ -306,6 +306,39 @@ def test_export_and_import_plan(ui, comfy_server):
         == "* dpmpp_2m  # all ODE"
 
 
+def test_import_dialog_offers_the_searched_plans_saved_on_the_server(ui, comfy_server):
+    """A plan file as the Search node writes it (and an unusable one) in the server's user directory: the import
+    dialog lists the good one, names the bad one, and picking it imports its plan text into the node."""
+    page, _log = ui
+    folder = comfy_server.base / "user" / "sampler_scheduler" / "plans"
+    folder.mkdir(parents=True, exist_ok=True)
+    plan_text = "1 afs pred=noise\n2 usf order=2\n* uni_pc"
+    files = [folder / "browser-picked.json", folder / "browser-broken.json"]
+    files[0].write_text(json.dumps({"format": "sampler-scheduler-plan", "version": 1, "name": "browser picked",
+                                    "plan": plan_text, "nfe": 5, "sigmas": [14.6, 2.0, 0.5, 0.1, 0.03, 0.0]}))
+    files[1].write_text("{not json")
+    try:
+        node_id, _ = add_node(page, "SamplerSchedulerSolverMix", 480, 300)
+        n = updates(page, node_id)
+        page.evaluate(f"() => {{ window.ssDialog = ssTest.node({node_id}).ssOpenImportDialog(); }}")
+        page.evaluate("() => window.ssDialog.savedPlans")
+        labels = page.evaluate("() => [...document.querySelectorAll('.ss-plan-dialog-saved option')]"
+                               ".map((o) => o.textContent)")
+        assert "browser picked (NFE 5)" in labels
+        assert "browser-broken.json" in page.text_content(".ss-plan-dialog-status")
+        page.select_option(".ss-plan-dialog-saved", label="browser picked (NFE 5)")
+        assert page.input_value(".ss-plan-dialog-text") == plan_text
+        page.click(".ss-plan-dialog-ok")
+        page.wait_for_selector(".ss-plan-dialog", state="detached", timeout=WAIT_MS)
+        value = page.evaluate(f"() => ssTest.node({node_id}).widgets.find((w) => w.name === 'plan').value")
+        assert value == plan_text
+        data = wait_update(page, node_id, n)
+        assert data["methods"][:3] == ["afs", "usf", "usf"] and data["methods"][-1] == "uni_pc"
+    finally:
+        for f in files:
+            f.unlink()
+
+
 def test_saved_workflow_keeps_inputs_and_the_prompt_has_no_preview_input(ui):
     page, log = ui
     node_id, _ = add_node(page, "SamplerSchedulerKSampler", 40, 1200)

@@ -442,6 +442,34 @@ def test_server_search_node_feeds_plan_and_sigmas_to_ksampler_and_solver_mix(com
     assert "NFE 4" in outputs["2"]["text"][0] and "SIGMAS input" in outputs["2"]["text"][0]
     assert plan.to_text() == plan_text
     assert outputs["4"]["images"] and outputs["9"]["images"]
+    # the import dialog's list of saved plans (GET route) has it
+    saved = {p["name"]: p for p in comfy_server.get("/sampler_scheduler/plans")["plans"]}
+    assert saved["server-test"]["plan"] == plan_text and saved["server-test"]["nfe"] == 4
+
+
+def test_saved_plans_list_the_search_nodes_presets_and_name_every_unusable_file(pack, user_dir):
+    import comfy_helpers
+
+    search = pack.nodes.search
+    assert search.saved_plans() == {"plans": [], "errors": []}  # no folder yet
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    cond = comfy_helpers.empty_conditioning()
+    plan_text, _ = search.SamplerSchedulerSearch.execute(model, cond, cond, 1.0, {"samples": torch.zeros(1, 4, 8, 8)},
+                                                         3, 8, 0, "kept", batch=1, reference_steps=10).result
+    folder = user_dir / "sampler_scheduler" / "plans"
+    good = json.loads((folder / "kept.json").read_text())
+    (folder / "a-corrupt.json").write_bytes(b"\xff\x00 not json")
+    (folder / "b-nan.json").write_text(json.dumps({**good, "name": "nan"}).replace('"nfe": 3', '"nfe": NaN'))
+    (folder / "c-bad-plan.json").write_text(json.dumps({**good, "name": "bad", "plan": "* no_such_method"}))
+    (folder / "d-other.json").write_text(json.dumps({"format": "something else", "plan": "* euler"}))
+    (folder / "e-no-name.json").write_text(json.dumps({**good, "name": ""}))
+    out = search.saved_plans()
+    assert [(p["name"], p["plan"], p["nfe"]) for p in out["plans"]] == [("kept", plan_text, 3)]
+    problems = {e["file"]: e["error"] for e in out["errors"]}
+    assert "not UTF-8" in problems["a-corrupt.json"] and "NaN" in problems["b-nan.json"]
+    assert "does not parse" in problems["c-bad-plan.json"] and "no_such_method" in problems["c-bad-plan.json"]
+    assert "is not a saved plan" in problems["d-other.json"] and "no name" in problems["e-no-name.json"]
+    assert all(msg.startswith("saved plan ") for msg in problems.values())
 
 
 def test_one_hot_predictor_features_cover_plans_with_an_analytical_first_step():

@@ -5,7 +5,8 @@
 // The numbers come from the backend (POST /sampler_scheduler/preview, the same function the nodes
 // run), so what is drawn is what will run. A bad plan shows the backend's message instead of the
 // plot. "Export plan" / "Import plan" (node menu and buttons) convert through
-// POST /sampler_scheduler/plan. User and server text is only ever set with textContent, form values
+// POST /sampler_scheduler/plan; the import dialog also offers the plans the Search node saved
+// (GET /sampler_scheduler/plans). User and server text is only ever set with textContent, form values
 // or canvas fillText, never as HTML.
 
 import { app } from "../../scripts/app.js";
@@ -15,6 +16,7 @@ const EXTENSION = "SamplerScheduler.preview";
 const PREVIEW_ROUTE = "/sampler_scheduler/preview";
 const PLAN_ROUTE = "/sampler_scheduler/plan";
 const OPTIONS_ROUTE = "/sampler_scheduler/options";
+const PLANS_ROUTE = "/sampler_scheduler/plans";
 const DEBOUNCE_MS = 250;
 const POLL_MS = 200;
 const MIN_HEIGHT = 190;
@@ -361,13 +363,51 @@ async function openExportDialog(node) {
   return d;
 }
 
+async function fetchSavedPlans() {
+  try {
+    const resp = await api.fetchApi(PLANS_ROUTE);
+    const data = await resp.json();
+    if (!resp.ok) return { plans: [], errors: [{ file: "", error: String(data?.error ?? resp.status) }] };
+    return { plans: Array.isArray(data?.plans) ? data.plans : [], errors: Array.isArray(data?.errors) ? data.errors : [] };
+  } catch (err) {
+    return { plans: [], errors: [{ file: "", error: `saved plans unavailable: ${err?.message ?? err}` }] };
+  }
+}
+
+// The plans the Search node saved, as a picker above the text box: picking one puts its plan text there.
+async function addSavedPlanPicker(dialog) {
+  const { plans, errors } = await fetchSavedPlans();
+  if (!dialog.overlay.isConnected) return;
+  if (plans.length) {
+    const select = el("select", "background:#111;color:#eee;border:1px solid #444;font:12px sans-serif;");
+    select.className = "ss-plan-dialog-saved";
+    select.append(el("option", "", `Saved searched plans (${plans.length})...`));
+    plans.forEach((p, i) => {
+      const option = el("option", "", `${p.name}${p.nfe ? ` (NFE ${p.nfe})` : ""}`);
+      option.value = String(i);
+      select.append(option);
+    });
+    select.firstChild.value = "";
+    select.addEventListener("change", () => {
+      const plan = plans[Number(select.value)];
+      if (select.value !== "" && plan) dialog.area.value = String(plan.plan ?? "");
+    });
+    dialog.area.before(select);
+  }
+  if (errors.length) {
+    dialog.status.textContent = errors.map((e) => e.error).join("\n");
+  }
+}
+
 function openImportDialog(node) {
-  return openDialog({
-    title: "Import plan: paste plan JSON or plan text",
+  const dialog = openDialog({
+    title: "Import plan: paste plan JSON or plan text, or pick a saved searched plan",
     text: "",
     okLabel: "Import",
     onOk: (value) => importPlan(node, value),
   });
+  dialog.savedPlans = addSavedPlanPicker(dialog);
+  return dialog;
 }
 
 // ------------------------------------------------------------------------------------------ widget
