@@ -243,27 +243,27 @@ def _pool() -> ThreadPoolExecutor:
     return _executor
 
 
-async def _run(fn, arg) -> dict[str, Any]:
+async def _run(fn, arg, what: str = "the preview") -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     try:
         return await asyncio.wait_for(loop.run_in_executor(_pool(), fn, arg), COMPUTE_TIMEOUT_S)
     except asyncio.TimeoutError:
-        raise BadRequest(f"the preview took longer than {COMPUTE_TIMEOUT_S:g} s", status=503) from None
+        raise BadRequest(f"{what} took longer than {COMPUTE_TIMEOUT_S:g} s", status=503) from None
 
 
 def _error_response(exc: BadRequest) -> web.Response:
     return web.json_response(exc.body(), status=exc.status)
 
 
-async def _answer(request: web.Request, work) -> web.Response:
+async def _answer(request: web.Request, work, what: str = "compute the preview") -> web.Response:
     """Common handler body: every failure becomes a JSON error response (never a 500)."""
     try:
         return web.json_response(await work(request))
     except BadRequest as exc:
         return _error_response(exc)
     except Exception as exc:  # a bug, or an input our checks missed: still a clear answer, and logged
-        log.exception("sampler_scheduler: preview request failed")
-        return _error_response(BadRequest(f"could not compute the preview: {type(exc).__name__}: {exc}"))
+        log.exception("sampler_scheduler: request %s failed", request.path)
+        return _error_response(BadRequest(f"could not {what}: {type(exc).__name__}: {exc}"))
 
 
 async def handle_preview(request: web.Request) -> web.Response:
@@ -298,9 +298,9 @@ def list_saved_plans(_: Any = None) -> dict[str, Any]:
 
 async def handle_plans(request: web.Request) -> web.Response:
     async def work(req: web.Request) -> dict[str, Any]:
-        return await _run(list_saved_plans, None)
+        return await _run(list_saved_plans, None, "listing the saved plans")
 
-    return await _answer(request, work)
+    return await _answer(request, work, "list the saved plans")
 
 
 def register_routes() -> bool:

@@ -83,9 +83,13 @@ def save_search_preset(name: str, result: SearchResult, identity: dict, settings
 
 
 class PlanPresetError(PresetError):
-    """A saved plan file that cannot be used; the message names the file and the problem."""
+    """A saved plan file that cannot be used; the message names the file (its name only: the list goes to any
+    HTTP client of the server) and the problem."""
 
     label = "saved plan"
+
+    def __init__(self, source: str | os.PathLike, problem: str) -> None:
+        super().__init__(os.path.basename(str(source)), problem)
 
 
 def read_plan_preset(path: str | os.PathLike) -> dict:

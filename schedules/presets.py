@@ -213,6 +213,8 @@ def read_json_file(path: str | os.PathLike, error: type[PresetError] = PresetErr
         raise error(path, f"is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     except ValueError as e:
         raise error(path, f"is not valid JSON ({e})") from None
+    except RecursionError:
+        raise error(path, "is not valid JSON (nested too deeply)") from None
 
 
 def load_preset(path: str | os.PathLike) -> AYSPreset:

@@ -420,6 +420,7 @@ def test_preset_sigmas_use_exact_step_counts_or_interpolate_the_finest():
         (lambda text: text.replace('"10": [', '"10": [20.0, ', 1), "need 11"),
         (lambda text: text.replace('"created": "', '"created": "yesterday '), "ISO 8601"),
         (lambda text: text.replace('"name": "My model"', '"name": "My model", "name": "x"'), "twice"),
+        (lambda text: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
 )
 def test_corrupt_or_hand_edited_preset_raises_a_clear_error(tmp_path, edit, problem):

@@ -1,4 +1,5 @@
-"""The optimiser and the search on other ComfyUI model types: V-prediction (SD2-like) and continuous EDM (SVD-like).
+"""The optimiser and the search on other ComfyUI model types: V-prediction (SD2-like), continuous EDM (Karras et al.)
+and continuous V-prediction EDM (SVD-like).
 
 The test networks return what ComfyUI's V_PREDICTION / EDM model sampling expects from the exact Gaussian-mixture
 denoiser D (sigma_data s_d, ComfyUI's input scaling x = x_in sqrt(sigma^2 + s_d^2)):
@@ -19,8 +20,9 @@ import comfy_helpers
 
 
 def model_of_type(pack, kind: str):
-    """A real ComfyUI model (ModelPatcher) of type "v" (discrete SD1 sigmas, sigma_data 1) or "edm" (continuous
-    EDM sampling, sigma 0.002..80, sigma_data 0.5) around the exact Gaussian-mixture denoiser."""
+    """A real ComfyUI model (ModelPatcher) around the exact Gaussian-mixture denoiser: "v" (V_PREDICTION, discrete
+    SD1 sigmas, sigma_data 1), "edm" (EDM, continuous sigma 0.002..80, sigma_data 0.5) or "vedm" (V_PREDICTION_EDM
+    as SVD: continuous sigma 0.002..700, sigma_data 1)."""
     import comfy.model_base
     import comfy.model_patcher
 
@@ -44,6 +46,9 @@ def model_of_type(pack, kind: str):
     config = tm.ToyConfig({"disable_unet_model_creation": True})
     if kind == "v":
         net, model_type = Net(1.0, 1.0), comfy.model_base.ModelType.V_PREDICTION
+    elif kind == "vedm":
+        config.sampling_settings = {"sigma_max": 700.0, "sigma_min": 0.002, "sigma_data": 1.0}
+        net, model_type = Net(1.0, 1.0), comfy.model_base.ModelType.V_PREDICTION_EDM
     else:
         config.sampling_settings = {"sigma_max": 80.0, "sigma_min": 0.002, "sigma_data": 0.5}
         net, model_type = Net(0.5, -1.0), comfy.model_base.ModelType.EDM
@@ -65,7 +70,7 @@ def test_test_networks_give_back_the_exact_denoiser_through_comfyui(pack):
 
     gmm = for_latent_cached((4, 8, 8))
     x = torch.randn(3, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * 2
-    for kind in ("v", "edm"):
+    for kind in ("v", "edm", "vedm"):
         model = model_of_type(pack, kind)
         sigma = torch.tensor([0.5, 3.0, 20.0])
         out = model.model.apply_model(x, sigma, transformer_options={"sigmas": sigma})
@@ -78,13 +83,14 @@ def test_optimiser_gives_a_v_prediction_model_the_schedule_of_its_eps_twin(pack,
     assert torch.allclose(v, eps, rtol=1e-4), (v, eps)
 
 
-def test_optimiser_on_a_continuous_edm_model_spans_its_sigma_range(pack, user_dir):
+@pytest.mark.parametrize("kind, sigma_max", [("edm", 80.0), ("vedm", 700.0)])
+def test_optimiser_on_a_continuous_edm_model_spans_its_sigma_range(pack, user_dir, kind, sigma_max):
     from sampler_scheduler_pack.schedules.presets import load_preset
 
-    model = model_of_type(pack, "edm")
+    model = model_of_type(pack, kind)
     sigmas, _ = optimise(pack.nodes, model, "edm")
     assert sigmas.shape == (11,) and sigmas[-1] == 0 and bool((sigmas[1:] < sigmas[:-1]).all())
-    assert sigmas[0].item() == pytest.approx(80.0, rel=1e-5)
+    assert sigmas[0].item() == pytest.approx(sigma_max, rel=1e-5)
     preset = load_preset(user_dir / "sampler_scheduler" / "ays_schedules" / "edm.json")
     assert preset.sigmas[10][-1] == pytest.approx(0.002, rel=1e-4)
     hist = preset.klub_history[10]
@@ -101,11 +107,12 @@ def test_search_gives_a_v_prediction_model_the_plan_of_its_eps_twin(pack, user_d
     assert torch.allclose(sig_v, sig_eps, rtol=1e-5)
 
 
-def test_search_on_a_continuous_edm_model_keeps_the_budget_and_the_sigma_range(pack, user_dir):
-    model = model_of_type(pack, "edm")
+@pytest.mark.parametrize("kind, sigma_max", [("edm", 80.0), ("vedm", 700.0)])
+def test_search_on_a_continuous_edm_model_keeps_the_budget_and_the_sigma_range(pack, user_dir, kind, sigma_max):
+    model = model_of_type(pack, kind)
     out = search(pack, model, "edm plan")
     plan_text, sigmas = out.result
-    assert sigmas[0].item() == pytest.approx(80.0, rel=1e-5) and sigmas[-1] == 0
+    assert sigmas[0].item() == pytest.approx(sigma_max, rel=1e-5) and sigmas[-1] == 0
     assert float(sigmas[-2]) >= 0.002 * 0.999 and bool((sigmas[1:] < sigmas[:-1]).all())
     saved = json.loads((user_dir / "sampler_scheduler" / "plans" / "edm_plan.json").read_text())
     assert saved["plan"] == plan_text

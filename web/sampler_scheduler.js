@@ -394,7 +394,7 @@ async function addSavedPlanPicker(dialog) {
     });
     dialog.area.before(select);
   }
-  if (errors.length) {
+  if (errors.length && !dialog.status.textContent) {  // never over an import error already shown
     dialog.status.textContent = errors.map((e) => e.error).join("\n");
   }
 }
