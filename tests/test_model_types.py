@@ -1,5 +1,5 @@
-"""The optimiser and the search on other ComfyUI model types: V-prediction (SD2-like), continuous EDM (Karras et al.)
-and continuous V-prediction EDM (SVD-like).
+"""The optimiser and the search on other ComfyUI model types: V-prediction (SD2-like), continuous EDM (Karras et al.),
+continuous V-prediction EDM (SVD-like) and Flux's flow sampling (resolution shift, sigma 1..3e-4).
 
 The test networks return what ComfyUI's V_PREDICTION / EDM model sampling expects from the exact Gaussian-mixture
 denoiser D (sigma_data s_d, ComfyUI's input scaling x = x_in sqrt(sigma^2 + s_d^2)):
@@ -22,7 +22,8 @@ import comfy_helpers
 def model_of_type(pack, kind: str):
     """A real ComfyUI model (ModelPatcher) around the exact Gaussian-mixture denoiser: "v" (V_PREDICTION, discrete
     SD1 sigmas, sigma_data 1), "edm" (EDM, continuous sigma 0.002..80, sigma_data 0.5) or "vedm" (V_PREDICTION_EDM
-    as SVD: continuous sigma 0.002..700, sigma_data 1)."""
+    as SVD: continuous sigma 0.002..700, sigma_data 1) or "flux" (FLUX model sampling, shift 1.15, around the flow
+    form of the mixture, as the built-in flow model)."""
     import comfy.model_base
     import comfy.model_patcher
 
@@ -44,7 +45,10 @@ def model_of_type(pack, kind: str):
             return self.sign * (x * sd2 / (s**2 + sd2) - d) * (s**2 + sd2).sqrt() / (s * self.sigma_data)
 
     config = tm.ToyConfig({"disable_unet_model_creation": True})
-    if kind == "v":
+    if kind == "flux":
+        config.sampling_settings = {"shift": 1.15}
+        net, model_type = tm.ToyNet("gmm-flow"), comfy.model_base.ModelType.FLUX
+    elif kind == "v":
         net, model_type = Net(1.0, 1.0), comfy.model_base.ModelType.V_PREDICTION
     elif kind == "vedm":
         config.sampling_settings = {"sigma_max": 700.0, "sigma_min": 0.002, "sigma_data": 1.0}
@@ -83,21 +87,28 @@ def test_optimiser_gives_a_v_prediction_model_the_schedule_of_its_eps_twin(pack,
     assert torch.allclose(v, eps, rtol=1e-4), (v, eps)
 
 
-@pytest.mark.parametrize("kind, sigma_max", [("edm", 80.0), ("vedm", 700.0)])
-def test_optimiser_on_a_continuous_edm_model_spans_its_sigma_range(pack, user_dir, kind, sigma_max):
+def sigma_range(model) -> tuple[float, float]:
+    ms = model.get_model_object("model_sampling")
+    return float(ms.sigma_min), float(ms.sigma_max)
+
+
+@pytest.mark.parametrize("kind", ["edm", "vedm", "flux"])
+def test_optimiser_on_a_continuous_model_spans_its_sigma_range(pack, user_dir, kind):
     from sampler_scheduler_pack.schedules.presets import load_preset
 
     model = model_of_type(pack, kind)
-    sigmas, _ = optimise(pack.nodes, model, "edm")
+    sigma_min, sigma_max = sigma_range(model)
+    sigmas, _ = optimise(pack.nodes, model, "cont")
     assert sigmas.shape == (11,) and sigmas[-1] == 0 and bool((sigmas[1:] < sigmas[:-1]).all())
     assert sigmas[0].item() == pytest.approx(sigma_max, rel=1e-5)
-    preset = load_preset(user_dir / "sampler_scheduler" / "ays_schedules" / "edm.json")
-    assert preset.sigmas[10][-1] == pytest.approx(0.002, rel=1e-4)
+    preset = load_preset(user_dir / "sampler_scheduler" / "ays_schedules" / "cont.json")
+    assert preset.sigmas[10][-1] == pytest.approx(sigma_min, rel=1e-4)
     hist = preset.klub_history[10]
     assert hist[-1] < hist[0]
-    # the AYS Sigmas node uses the saved schedule for this model
-    ays = pack.nodes.ays_sigmas.SamplerSchedulerAYSSigmas.execute(model, "edm", 10, 1.0).result[0]
-    assert torch.equal(ays, sigmas)
+    # the AYS Sigmas node uses the saved schedule for this model, by name and as "auto"
+    ays = pack.nodes.ays_sigmas.SamplerSchedulerAYSSigmas
+    assert torch.equal(ays.execute(model, "cont", 10, 1.0).result[0], sigmas)
+    assert torch.equal(ays.execute(model, "auto", 10, 1.0).result[0], sigmas)
 
 
 def test_search_gives_a_v_prediction_model_the_plan_of_its_eps_twin(pack, user_dir):
@@ -107,14 +118,15 @@ def test_search_gives_a_v_prediction_model_the_plan_of_its_eps_twin(pack, user_d
     assert torch.allclose(sig_v, sig_eps, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind, sigma_max", [("edm", 80.0), ("vedm", 700.0)])
-def test_search_on_a_continuous_edm_model_keeps_the_budget_and_the_sigma_range(pack, user_dir, kind, sigma_max):
+@pytest.mark.parametrize("kind", ["edm", "vedm", "flux"])
+def test_search_on_a_continuous_model_keeps_the_budget_and_the_sigma_range(pack, user_dir, kind):
     model = model_of_type(pack, kind)
-    out = search(pack, model, "edm plan")
+    sigma_min, sigma_max = sigma_range(model)
+    out = search(pack, model, "cont plan")
     plan_text, sigmas = out.result
     assert sigmas[0].item() == pytest.approx(sigma_max, rel=1e-5) and sigmas[-1] == 0
-    assert float(sigmas[-2]) >= 0.002 * 0.999 and bool((sigmas[1:] < sigmas[:-1]).all())
-    saved = json.loads((user_dir / "sampler_scheduler" / "plans" / "edm_plan.json").read_text())
+    assert float(sigmas[-2]) >= sigma_min * 0.999 and bool((sigmas[1:] < sigmas[:-1]).all())
+    saved = json.loads((user_dir / "sampler_scheduler" / "plans" / "cont_plan.json").read_text())
     assert saved["plan"] == plan_text
     res = pack.nodes.ksampler.SamplerSchedulerKSampler.execute(model, 5, 99, 1.0, plan_text, "karras",
                                                                comfy_helpers.empty_conditioning(),
