@@ -68,10 +68,16 @@ class ToyNet(torch.nn.Module):
             return self._net.denoise(x, sigma)
         return self.mixture(x.shape[1:], x.device).denoise(x, sigma)
 
-    def forward(self, xc, t, context=None, control=None, transformer_options={}, **kwargs):
+    @staticmethod
+    def batch_sigmas(xc: torch.Tensor, transformer_options: dict) -> torch.Tensor:
+        """The exact sigma of every row of ``xc`` (ComfyUI passes it in ``transformer_options["sigmas"]``)."""
         sigma = transformer_options["sigmas"].to(xc.device, torch.float32).reshape(-1)
         if sigma.numel() != xc.shape[0]:  # cond and uncond batched together: sigmas of one chunk
             sigma = sigma.repeat(xc.shape[0] // sigma.numel())
+        return sigma
+
+    def forward(self, xc, t, context=None, control=None, transformer_options={}, **kwargs):
+        sigma = self.batch_sigmas(xc, transformer_options)
         s = sigma.reshape(-1, *([1] * (xc.ndim - 1)))
         xc = xc.float()
         if self.flow:

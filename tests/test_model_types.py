@@ -35,9 +35,7 @@ def model_of_type(pack, kind: str):
             self.sigma_data, self.sign = sigma_data, sign
 
         def forward(self, xc, t, context=None, control=None, transformer_options={}, **kwargs):
-            sigma = transformer_options["sigmas"].to(xc.device, torch.float32).reshape(-1)
-            if sigma.numel() != xc.shape[0]:
-                sigma = sigma.repeat(xc.shape[0] // sigma.numel())
+            sigma = self.batch_sigmas(xc, transformer_options)
             s = sigma.reshape(-1, *([1] * (xc.ndim - 1)))
             sd2 = self.sigma_data**2
             x = xc.float() * (s**2 + sd2).sqrt()
