@@ -462,9 +462,9 @@ class SamplerSchedulerAYSOptimize(io.ComfyNode):
                            klub_history=run.history)
         path = save_preset(presets_store.presets_dir(), preset)
         out = preset_sigmas(preset, n_steps)
-        first, last = run.history[10][0], run.history[finest][-1]
-        msg = (f"AYS optimiser: saved preset {name!r} ({path}); KLUB {first:.4g} -> {last:.4g} at {finest} steps "
-               f"({', '.join(f'{k}: {v}' for k, v in sorted(run.stop_reason.items()))}); "
+        klub = ", ".join(f"{k} steps {h[0]:.4g} -> {h[-1]:.4g} ({run.stop_reason[k]})"
+                         for k, h in sorted(run.history.items()))
+        msg = (f"AYS optimiser: saved preset {name!r} ({path}); KLUB per phase: {klub}; "
                f"{run.klub_evals} + {run.reference_evals} reference"
                + (f" + {run.refine_evals} refinement" if settings.refine else "")
                + f" model evaluations, {seconds:.1f} s. "

@@ -48,7 +48,8 @@ class SearchConfig:
     off) is a trust region around the start: candidates reach at most ``trust_scale`` of the log-gap
     to a neighbour, and the search stops after ``max_sweeps`` sweeps, or when the relative improvement
     of a sweep stays below ``rel_tol`` for ``patience`` sweeps in a row. ``max_evals`` caps interval
-    evaluations (always on).
+    evaluations (always on): a batch of points that would pass it is cut to the points it still covers
+    (highest noise first) and the search stops after them.
 
     Why: KLUB is loose at high noise, and its full minimum packs the steps at low noise behind one
     huge high-noise step, a worse schedule than the start. The paper starts from a good schedule and
@@ -191,11 +192,14 @@ def coordinate_search(
             idx = torch.nonzero(active & (torch.arange(n + 1) % 2 == parity)).reshape(-1)
             if idx.numel() == 0:
                 continue
+            per_point = 2 * half * 2  # intervals per point: 2 * half candidates, each with two intervals
+            if cfg.max_evals is not None and evals + idx.numel() * per_point > cfg.max_evals:
+                budget_hit = True  # the points the budget still covers (high noise first), then stop
+                idx = idx[: max(0, (cfg.max_evals - evals) // per_point)]
+                if idx.numel() == 0:
+                    break
             p = idx.numel()
-            m = p * 2 * half * 2  # intervals to evaluate
-            if cfg.max_evals is not None and evals + m > cfg.max_evals:
-                budget_hit = True
-                break
+            m = p * per_point  # intervals to evaluate
             check_cancel()
             log_mid = torch.log(s[idx])
             log_lo = torch.log(s[idx + 1])  # lower neighbour (smaller sigma)
@@ -231,6 +235,8 @@ def coordinate_search(
                 progress(SearchProgress(n, sweep, cfg.max_sweeps if cfg.early_stopping else None,
                                         float(values.sum()), evals,
                                         int((movable & (scale < cfg.min_scale)).sum()), int(movable.sum())))
+            if budget_hit:
+                break
         history.append(float(values.sum()))
         if budget_hit:
             stop_reason = "budget"

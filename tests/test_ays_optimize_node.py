@@ -188,6 +188,20 @@ def test_optimiser_rejects_a_budget_below_one_evaluation_of_the_start(nodes_mod,
         optimise(nodes_mod, model, "tiny", steps="40", budget=1000, samples=16)
 
 
+def test_optimiser_spends_a_budget_smaller_than_one_batch_of_points_on_moving_points(nodes_mod, user_dir):
+    from sampler_scheduler_pack.schedules.presets import load_preset
+
+    # 10000 evaluations at 64 samples: the start costs 1280, one point of the search 64 * 31 = 1984, a batch of
+    # the five odd points 9920; the budget covers four of them (it used to stop before any, KLUB unchanged)
+    _, ui = optimise(nodes_mod, comfy_helpers.make_toy_model("gmm-eps"), "partial", budget=10000, samples=64,
+                     refine=False)
+    preset = load_preset(user_dir / "sampler_scheduler" / "ays_schedules" / "partial.json")
+    assert 1280 < preset.conditioning["model_evaluations"] <= 10000
+    hist = preset.klub_history[10]
+    assert hist[-1] < hist[0]
+    assert f"10 steps {hist[0]:.4g} -> {hist[-1]:.4g} (budget)" in ui["text"][0]
+
+
 def test_optimiser_progress_bar_advances_to_its_total(nodes_mod, user_dir):
     import comfy.utils
 

@@ -230,6 +230,20 @@ def test_early_stopping_stops_before_convergence_and_budget_is_respected():
     assert capped.evals <= 500
 
 
+def test_a_budget_below_one_batch_of_points_still_moves_the_points_it_covers():
+    objective = closed_form_objective(1.0, 1)
+    start = karras_schedule(SIGMA_MIN, SIGMA_MAX, 10)
+    per_point = 4 * ((SearchConfig().n_candidates - 1) // 2)  # 2 * half candidates, two intervals each
+    budget = 10 + 2 * per_point  # the start's 10 intervals, then two points of the first batch of five
+    res = coordinate_search(start, objective, config=SearchConfig(max_evals=budget))
+    assert res.stop_reason == "budget" and res.evals == budget
+    assert res.history[-1] < res.history[0]
+    moved = torch.nonzero(res.sigmas != start).reshape(-1).tolist()
+    assert moved and set(moved) <= {1, 3}  # the two highest-noise points of the odd batch, nothing else
+    tiny = coordinate_search(start, objective, config=SearchConfig(max_evals=10 + per_point - 1))
+    assert tiny.evals == 10 and torch.equal(tiny.sigmas, start.double()) and tiny.stop_reason == "budget"
+
+
 def test_default_search_is_a_trust_region_around_the_start():
     default = SearchConfig()
     assert default.early_stopping and default.max_sweeps == 2
