@@ -64,17 +64,27 @@ FLOW_S_CAP = 0.9999  # flow time standing in for s = 1 (VE sigma = inf) while op
 REFERENCE_PLAN = "dpmpp_2m"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
 RESERVED_NAMES = {"auto", *(n.lower() for n in AYS_TABLES)}
+# device names Windows reserves for any file, with any extension (con.json opens the console there)
+WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"{p}{i}" for p in ("com", "lpt") for i in range(10))}
+SEARCHED_PREFIX = "searched-"  # AYS Sigmas lists the Search node's schedules as searched-<name>
 
 
 def check_preset_name(name: str) -> str:
     """A preset name that is also a safe file name: letters, digits, space, '.', '_', '-' (1..64, no leading
-    punctuation, no trailing space or dot), and not a built-in preset (auto, SD1, SDXL, SVD, DeepFloyd-IF)."""
+    punctuation, no trailing space or dot), not a built-in preset (auto, SD1, SDXL, SVD, DeepFloyd-IF), not a
+    Windows device name (CON, NUL, COM1, ... with any extension) and not starting with ``searched-``."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name.endswith((" ", ".")):
         raise ValueError(
             f"preset name {name!r} is not allowed: use 1 to 64 letters, digits, spaces, '.', '_' or '-', starting "
             "with a letter or digit and not ending with a space or '.' (it becomes the file name)")
     if name.lower() in RESERVED_NAMES:
         raise ValueError(f"preset name {name!r} is taken by a built-in preset; choose another name")
+    if name.split(".")[0].strip().lower() in WINDOWS_DEVICES:
+        raise ValueError(f"preset name {name!r} is a device name on Windows (CON, PRN, AUX, NUL, COM0-9, LPT0-9) and "
+                         "cannot be a file name there; choose another name")
+    if name.lower().startswith(SEARCHED_PREFIX):
+        raise ValueError(f"preset name {name!r} starts with {SEARCHED_PREFIX!r}, the prefix AYS Sigmas gives the "
+                         "Search node's schedules; choose a name without it")
     return name
 
 

@@ -17,6 +17,7 @@ import comfy.samplers
 
 from ..sampler_core.loop import plan_nfe, sample_plan
 from ..sampler_core.plan import Plan
+from .schedule_logic import afs_from_the_top
 
 log = logging.getLogger("sampler_scheduler")
 
@@ -53,10 +54,12 @@ def plan_sampler(plan: Plan) -> comfy.samplers.KSAMPLER:
                 callback(info)
 
         settings = model_settings(model)
+        ms = model.inner_model.model_patcher.get_model_object("model_sampling")
+        run = afs_from_the_top(plan, float(sigmas[0]), float(ms.sigma_max))
         log.info("Sampler Scheduler: %d steps, NFE %d; plan: %s", len(sigmas) - 1,
-                 plan_nfe(plan, sigmas, **settings), plan.to_text().replace("\n", " | "))
+                 plan_nfe(run, sigmas, **settings), run.to_text().replace("\n", " | "))
         return sample_plan(model, x, sigmas, extra_args=extra_args, callback=step_done, disable=disable,
-                           plan=plan, noise_sampler_factory=comfy_noise_sampler, **settings)
+                           plan=run, noise_sampler_factory=comfy_noise_sampler, **settings)
 
     # ComfyUI's ddim sampler re-noises inpainting with a fresh seeded noise; a pure ddim plan does too.
     inpaint = {"random": True} if all(seg.method == "ddim" for seg in plan.segments) else {}

@@ -18,8 +18,10 @@ from .comfy_sampler import plan_sampler
 from .schedule_logic import (
     AYS_SCHEDULER,
     DEFAULT_PLAN,
+    afs_from_the_top,
     ays_table_for,
     check_sigmas,
+    drop_repeated_sigmas,
     final_method,
     ksampler_sigmas,
     model_family_table,
@@ -41,7 +43,8 @@ PLAN_TOOLTIP = (
 def run_plan(model, seed: int, cfg: float, plan_text: str, sigmas: torch.Tensor, positive, negative,
              latent_image: dict) -> tuple[dict, int]:
     """Sample ``latent_image`` with ``plan_text`` over ``sigmas`` the way ComfyUI's KSampler samples."""
-    plan = parse_user_plan(plan_text)
+    plan = afs_from_the_top(parse_user_plan(plan_text), float(sigmas[0]),
+                            float(model.get_model_object("model_sampling").sigma_max))
     n = len(sigmas) - 1
     per_step = resolve_plan(plan, n)
     nfe = plan_nfe(per_step, sigmas)
@@ -108,6 +111,11 @@ class SamplerSchedulerKSampler(io.ComfyNode):
             sig = ksampler_sigmas(ms, scheduler, steps, denoise, final_method(parsed, steps), table)
             if len(sig) == 0:  # denoise 0: nothing to do, as KSampler
                 return io.NodeOutput(latent_image.copy(), ui={"text": ["0 steps, NFE 0 (denoise 0)"]})
+            sig, dropped = drop_repeated_sigmas(sig)
+            if dropped:
+                used += f"; {dropped} repeated sigma(s) dropped"
+                log.info("Sampler Scheduler KSampler: %s with %d step(s) and denoise %g repeats %d sigma(s); "
+                         "dropped (a zero-length step changes nothing)", scheduler, steps, denoise, dropped)
             try:
                 check_sigmas(sig)
             except ValueError as e:  # e.g. ComfyUI's kl_optimal divides by steps - 1

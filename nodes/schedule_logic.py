@@ -17,7 +17,7 @@ import comfy.samplers
 import torch
 
 from ..sampler_core.loop import check_schedule
-from ..sampler_core.plan import Plan, parse_plan, resolve_plan, segment_bounds
+from ..sampler_core.plan import Plan, Segment, parse_plan, resolve_plan, segment_bounds
 from ..schedules.ays_tables import AYS_TABLES, ays_sigmas
 
 log = logging.getLogger("sampler_scheduler")
@@ -178,6 +178,17 @@ def check_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
     return sigmas
 
 
+def drop_repeated_sigmas(sigmas: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``sigmas`` without values equal to the one before (and how many were dropped). ComfyUI's schedulers repeat
+    sigmas when steps / denoise exceeds the model's table (e.g. ``simple`` past 1000 steps): a zero-length step
+    only wastes a model call in euler and divides by zero in multistep solvers."""
+    if sigmas.numel() < 2:
+        return sigmas, 0
+    keep = torch.ones_like(sigmas, dtype=torch.bool)
+    keep[1:] = sigmas[1:] != sigmas[:-1]
+    return sigmas[keep], int((~keep).sum())
+
+
 def parse_user_plan(text: str) -> Plan:
     if not text or not text.strip():
         raise ValueError("the plan is empty: write e.g. '* dpmpp_2m' (see docs/plan_format.md)")
@@ -188,6 +199,24 @@ def plan_summary(plan: Plan, n_steps: int) -> tuple[list[tuple[str, dict]], list
     steps = resolve_plan(plan, n_steps)
     bounds = [(a, b, seg.method) for a, b, seg in segment_bounds(plan, n_steps)]
     return steps, bounds
+
+
+TOP_TOLERANCE = 1e-3  # a run starts "at the top" when its first sigma is within this fraction of sigma_max
+
+
+def afs_from_the_top(plan: Plan, first_sigma: float, sigma_max: float, warn: bool = True) -> Plan:
+    """``plan`` with a first ``afs`` replaced by ``usf order=1`` (same options) when the run does not start at
+    the model's largest sigma. The analytical first step takes D = 0, true only for pure noise at the top of the
+    schedule; from a noised image (denoise < 1, the second part of split sigmas) it would throw the image away.
+    The replacement is the same first-order step with a real model call (one more)."""
+    first = plan.segments[0]
+    if first.method != "afs" or first_sigma >= sigma_max * (1 - TOP_TOLERANCE):
+        return plan
+    if warn:
+        log.warning("Sampler Scheduler: this run starts at sigma %.4g, below the model's top sigma %.4g (denoise < 1 "
+                    "or split sigmas): its first step 'afs' (which assumes pure noise) evaluates the model instead, "
+                    "as 'usf order=1' (one more model call)", first_sigma, sigma_max)
+    return Plan((Segment(first.count, "usf", {"order": 1, **first.options}), *plan.segments[1:]))
 
 
 def preview_schedule(*, plan_text: str | None, steps: int, denoise: float, scheduler: str | None,
@@ -214,7 +243,9 @@ def preview_schedule(*, plan_text: str | None, steps: int, denoise: float, sched
     n = max(len(sigmas) - 1, 0)
     if plan is None:
         plan = parse_plan("euler")
-    per_step, bounds = plan_summary(plan, n) if n else ([], [])
+    # what runs: a first afs below the top sigma evaluates the model (plan_text below stays the user's plan)
+    run = afs_from_the_top(plan, float(sigmas[0]), float(ms.sigma_max), warn=False) if n else plan
+    per_step, bounds = plan_summary(run, n) if n else ([], [])
     return {
         "sigmas": [float(s) for s in sigmas],
         "methods": [m for m, _ in per_step],

@@ -441,7 +441,6 @@ class SearchConfig:
     # per length scale and stage; ~0.1 s at 600 on one core)
     predictor_window: int = 600
     ridge: float | None = None  # kernel predictor's lam (None: chosen by leave-one-out error at every stage)
-    local_model: bool = False  # with the predictor: order the local search's moves by a local linear model
 
     def __post_init__(self) -> None:
         if self.predictor not in PREDICTORS:
@@ -729,16 +728,14 @@ class _Searcher:
             cand, fit = self.best
             if step >= self.cfg.refine_min_step:
                 improved = False
-                moves = [(int(k), sign) for k in self.rng.permutation(self.shape_knobs(cand)) for sign in (1.0, -1.0)]
-                if self.cfg.use_predictor and self.cfg.local_model:
-                    moves = self.order_moves(cand, fit, moves, step)
-                for k, sign in moves:
-                    knobs = list(cand.knobs)
-                    knobs[k] = min(max(knobs[k] + sign * step, 0.0), 1.0)
-                    if self._try(Candidate(cand.steps, tuple(knobs)), fit):
-                        improved = True
-                        break
-                    if len(self.order) >= self.cfg.evaluations:
+                for k in self.rng.permutation(self.shape_knobs(cand)):
+                    for sign in (1.0, -1.0):
+                        knobs = list(cand.knobs)
+                        knobs[int(k)] = min(max(knobs[int(k)] + sign * step, 0.0), 1.0)
+                        if self._try(Candidate(cand.steps, tuple(knobs)), fit):
+                            improved = True
+                            break
+                    if improved or len(self.order) >= self.cfg.evaluations:
                         break
                 if not improved:
                     step /= 2
@@ -769,28 +766,6 @@ class _Searcher:
                 self.evaluate(c, -1)
             elif len(self.order) == before and self.rng.random() < 0.01:
                 self.evaluate(self.random_candidate(), -1)
-
-    def order_moves(self, cand: Candidate, fit: float, moves: list[tuple[int, float]],
-                    step: float) -> list[tuple[int, float]]:
-        """The local search's coordinate moves, predicted best first: a ridge-regularised linear model of log
-        fitness in the shape knobs, fitted on the evaluated plans with the same steps within 4 steps of ``cand``
-        (offsets in units of ``step``); fewer than 3 such plans: the given (random) order."""
-        knobs = sorted({k for k, _ in moves})
-        xs, ys = [], []
-        for c, f in self.order:
-            if c.steps != cand.steps or not math.isfinite(f) or f <= 0:
-                continue
-            d = [(c.knobs[k] - cand.knobs[k]) / step for k in knobs]
-            if max(abs(v) for v in d) <= 4.0 and any(v != 0.0 for v in d):
-                xs.append(d)
-                ys.append(math.log(f) - math.log(fit))
-        if len(xs) < 3:
-            return moves
-        x, y = np.array(xs), np.array(ys)
-        g = np.linalg.solve(x.T @ x + 1e-1 * np.eye(len(knobs)), x.T @ y)
-        col = {k: i for i, k in enumerate(knobs)}
-        pred = [sign * g[col[k]] for k, sign in moves]
-        return [moves[i] for i in np.argsort(pred, kind="stable")]
 
     def shape_knobs(self, c: Candidate) -> list[int]:
         """Indices of the knobs that change this candidate's sigmas: rho, last, top (flow), kl, interior offsets."""

@@ -174,7 +174,8 @@ def test_corrupt_or_hand_edited_preset_gives_a_clear_error_and_keeps_the_list(no
     assert ays_node(nodes_mod, model, "good").shape == (11,)  # the good preset still works
 
 
-@pytest.mark.parametrize("name", ["", "../evil", "a/b", ".hidden", "auto", "SDXL", "trailing ", "x" * 65])
+@pytest.mark.parametrize("name", ["", "../evil", "a/b", ".hidden", "auto", "SDXL", "trailing ", "x" * 65, "con",
+                                  "NUL", "com1.backup", "Lpt9", "aux .x", "searched-mine", "Searched-x"])
 def test_optimiser_rejects_unsafe_or_reserved_preset_names_before_any_work(nodes_mod, user_dir, name):
     model = comfy_helpers.make_toy_model("gmm-eps")
     with pytest.raises(ValueError, match="preset name"):

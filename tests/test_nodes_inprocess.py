@@ -270,3 +270,74 @@ def test_analytic_first_step_runs_in_comfy_with_one_model_call_less(nodes_mod, t
     assert seen == list(range(6)) * 2  # progress and previews still see every step
     a, b = out["1 afs pred=noise\n* usf"], out["usf"]
     assert torch.isfinite(a).all() and not torch.equal(a, b)
+
+
+def ksampler_run(nodes_mod, model, plan: str, denoise: float, lat: dict, steps: int = 8):
+    cond = comfy_helpers.empty_conditioning()
+    out = nodes_mod.ksampler.SamplerSchedulerKSampler.execute(model, 5, steps, 1.0, plan, "karras", cond, cond, lat,
+                                                              denoise)
+    return out.result[0]["samples"], out.ui["text"][0]
+
+
+def test_afs_below_the_top_sigma_evaluates_the_model_instead(nodes_mod, toy):
+    """afs takes D = 0 (pure noise); from a noised image (denoise < 1) that estimate would discard the image, so
+    the run takes the same first-order step with a real model call: usf order=1 with afs's options."""
+    model = toy["gmm-eps"]
+    image = {"samples": 0.8 * torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))}
+    afs, msg = ksampler_run(nodes_mod, model, "1 afs pred=noise\n* usf", 0.4, dict(image))
+    usf, msg_usf = ksampler_run(nodes_mod, model, "1 usf order=1 pred=noise\n* usf", 0.4, dict(image))
+    assert torch.equal(afs, usf)
+    assert msg == msg_usf and "8 steps, NFE 8" in msg  # the extra call is counted
+    # from the top (denoise 1) afs stays the analytical step, one model call fewer
+    top, msg_top = ksampler_run(nodes_mod, model, "1 afs pred=noise\n* usf", 1.0, {"samples": torch.zeros(2, 4, 8, 8)})
+    top_usf, _ = ksampler_run(nodes_mod, model, "1 usf order=1 pred=noise\n* usf", 1.0,
+                              {"samples": torch.zeros(2, 4, 8, 8)})
+    assert "8 steps, NFE 7" in msg_top and not torch.equal(top, top_usf)
+
+
+def test_afs_on_the_second_part_of_split_sigmas_evaluates_the_model(nodes_mod, toy):
+    from comfy_extras import nodes_custom_sampler as ncs
+
+    model = toy["gmm-flow"]
+    sigmas = comfy_helpers.model_sigmas(model, "simple", 10)[4:]  # the low-noise part of a split schedule
+    start = {"samples": 0.5 * torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))}
+    noise = ncs.RandomNoise.execute(3).result[0]
+    guider = ncs.BasicGuider.execute(model, comfy_helpers.empty_conditioning()).result[0]
+
+    def run(plan: str):
+        sampler = nodes_mod.solver_mix.SamplerSchedulerSolverMix.execute(plan).result[0]
+        return ncs.SamplerCustomAdvanced.execute(noise, guider, sampler, sigmas, dict(start)).result[0]["samples"]
+
+    assert torch.equal(run("1 afs\n* dpmpp_2m"), run("1 usf order=1\n* dpmpp_2m"))
+
+
+def test_preview_shows_the_model_call_of_afs_below_the_top(nodes_mod):
+    logic = nodes_mod.schedule_logic
+    kw = {"plan_text": "1 afs\n* usf", "steps": 8, "scheduler": "karras", "preset": None, "model_type": "sd1"}
+    full = logic.preview_schedule(denoise=1.0, **kw)
+    part = logic.preview_schedule(denoise=0.5, **kw)
+    assert full["methods"][0] == "afs" and full["nfe"] == 7
+    assert part["methods"][0] == "usf" and part["nfe"] == 8
+    assert part["plan_text"] == full["plan_text"]  # the user's plan text is not rewritten
+
+
+@pytest.mark.parametrize("kind", ["gmm-eps", "gmm-flow"])
+def test_ksampler_drops_the_repeated_sigmas_of_a_comfy_schedule_past_its_table(nodes_mod, toy, kind):
+    """ComfyUI's simple scheduler repeats sigmas when steps / denoise passes the model's 1000-entry table; those
+    zero-length steps are dropped (multistep solvers would divide by zero), and the run says so."""
+    import comfy.samplers
+
+    model = toy[kind]
+    cond = comfy_helpers.empty_conditioning()
+    lat = {"samples": 0.5 * torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(4))}
+    out = nodes_mod.ksampler.SamplerSchedulerKSampler.execute(model, 1, 20, 1.0, "* dpmpp_2m", "simple", cond, cond,
+                                                              dict(lat), 0.01)
+    full = comfy.samplers.calculate_sigmas(model.get_model_object("model_sampling"), "simple", 2000).cpu()[-21:]
+    unique = torch.unique_consecutive(full)
+    assert len(unique) < len(full)  # the premise: ComfyUI's schedule repeats sigmas here
+    msg = out.ui["text"][0]
+    assert f"{len(unique) - 1} steps" in msg and f"{len(full) - len(unique)} repeated sigma(s) dropped" in msg
+    x = out.result[0]["samples"]
+    assert torch.isfinite(x).all()
+    same = our_ksampler(nodes_mod, model, 1, 20, 1.0, "* dpmpp_2m", "simple", dict(lat), 1.0, sigmas=unique)
+    assert torch.equal(x, same)

@@ -409,6 +409,18 @@ def test_search_node_stops_when_comfyui_is_interrupted(pack, user_dir):
     assert not (user_dir / "sampler_scheduler" / "plans").exists()
 
 
+@pytest.mark.parametrize("name", ["nul", "COM3.plan", "searched-x", "../up"])
+def test_search_node_rejects_a_preset_name_that_cannot_be_a_file_before_any_work(pack, user_dir, name):
+    import comfy_helpers
+
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    cond = comfy_helpers.empty_conditioning()
+    with pytest.raises(ValueError, match="preset name"):
+        pack.nodes.search.SamplerSchedulerSearch.execute(model, cond, cond, 1.0, {"samples": torch.zeros(1, 4, 8, 8)},
+                                                         4, 12, 0, name, batch=1, reference_steps=10)
+    assert not (user_dir / "sampler_scheduler").exists()
+
+
 def test_server_search_node_feeds_plan_and_sigmas_to_ksampler_and_solver_mix(comfy_server):
     from comfy_server import execution_error
 
