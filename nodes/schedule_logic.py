@@ -9,6 +9,7 @@ without a table), and validation of user-supplied sigmas.
 from __future__ import annotations
 
 import logging
+import math
 from types import SimpleNamespace
 
 import comfy.model_base
@@ -131,6 +132,8 @@ def ksampler_sigmas(model_sampling, scheduler: str, steps: int, denoise: float, 
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
+    if denoise is not None and not math.isfinite(denoise):
+        raise ValueError(f"denoise must be a number from 0 to 1, got {denoise}")
     discard_set = comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
     discard = final_method in discard_set
 

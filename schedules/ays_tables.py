@@ -13,6 +13,7 @@ and overwrite the final one with 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -64,6 +65,8 @@ def ays_sigmas(table: Sequence[float] | np.ndarray | torch.Tensor, steps: int, d
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if not math.isfinite(denoise):
+        raise ValueError(f"denoise must be a number from 0 to 1, got {denoise}")
     kept_steps = steps
     if denoise < 1.0:
         if denoise <= 0.0:

@@ -341,3 +341,11 @@ def test_ksampler_drops_the_repeated_sigmas_of_a_comfy_schedule_past_its_table(n
     assert torch.isfinite(x).all()
     same = our_ksampler(nodes_mod, model, 1, 20, 1.0, "* dpmpp_2m", "simple", dict(lat), 1.0, sigmas=unique)
     assert torch.equal(x, same)
+
+
+def test_a_denoise_that_is_not_a_number_gets_a_clear_error(nodes_mod, toy):
+    model = toy["gmm-eps"]
+    with pytest.raises(ValueError, match="denoise must be a number from 0 to 1, got nan"):
+        our_ksampler(nodes_mod, model, 1, 8, 1.0, "* euler", "karras", latent(), float("nan"))
+    with pytest.raises(ValueError, match="denoise must be a number from 0 to 1, got nan"):
+        nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas.execute(model, "SD1", 10, float("nan"))
