@@ -36,7 +36,7 @@ PLAN_TOOLTIP = (
     "(the rest). Example: '40% dpmpp_2m_sde eta=1' then '* dpmpp_2m' (SDE early, ODE late). A single method "
     "name means every step. '#' starts a comment. eta=0 turns an SDE method into its ODE. Methods: ComfyUI's "
     "sampler names, usf (per-step order/pred/deriv/corrector), afs (analytical first step, first line only: "
-    "one model call less)."
+    "one model call less from pure noise; below the top sigma, e.g. denoise < 1, it evaluates the model)."
 )
 
 
