@@ -39,7 +39,7 @@ ROUTE_PLAN = "/sampler_scheduler/plan"
 ROUTE_OPTIONS = "/sampler_scheduler/options"
 ROUTE_PLANS = "/sampler_scheduler/plans"
 MAX_BODY_BYTES = 32 * 1024
-MAX_STEPS = 1000
+MAX_STEPS = 10_000  # the nodes' own limit
 MAX_SCHEDULE_STEPS = 10_000  # KSampler's denoise computes int(steps / denoise) sigmas before cutting
 MAX_NAME_CHARS = 100
 READ_TIMEOUT_S = 10.0
@@ -74,7 +74,8 @@ def _from_value_error(exc: ValueError, field: str | None) -> BadRequest:
     line = getattr(exc, "line", None)
     segment = getattr(exc, "segment", None)
     token = getattr(exc, "token", None)
-    is_plan = line is not None or segment is not None or type(exc).__name__ == "PlanError"
+    is_plan = (line is not None or segment is not None or type(exc).__name__ == "PlanError"
+               or getattr(exc, "about_plan", False))
     return BadRequest(str(exc), field="plan" if is_plan else field, line=line, token=token, segment=segment)
 
 
@@ -112,6 +113,10 @@ async def read_json_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> A
         raise BadRequest(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise BadRequest("malformed JSON: nested too deeply") from None
+    except BadRequest:  # NaN / Infinity (_reject_constant)
+        raise
+    except ValueError:  # Python's limit on the digits of an integer
+        raise BadRequest("malformed JSON: a number has too many digits") from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -165,7 +170,7 @@ def validate_preview_request(obj: Any) -> dict[str, Any]:
     if not 0.0 <= denoise <= 1.0:
         raise BadRequest(f"'denoise' must be from 0 to 1, got {denoise:g}", field="denoise")
     if 0.0 < denoise < 0.9999 and steps / denoise > MAX_SCHEDULE_STEPS:
-        raise BadRequest(f"denoise {denoise:g} with {steps} steps needs a schedule of {int(steps / denoise)} steps; "
+        raise BadRequest(f"denoise {denoise:g} with {steps} steps needs a schedule of {steps / denoise:.4g} steps; "
                          f"the preview computes at most {MAX_SCHEDULE_STEPS} (raise denoise or lower steps)",
                          field="denoise")
     scheduler = _name(obj, "scheduler", required=False)

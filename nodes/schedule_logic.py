@@ -122,6 +122,9 @@ def ays_table_for(model_sampling, preset: str, family_table: str | None = None,
     return table, f"preset {preset}"
 
 
+MAX_FULL_STEPS = 1_000_000  # denoise < 1 computes int(steps / denoise) sigmas first
+
+
 def ksampler_sigmas(model_sampling, scheduler: str, steps: int, denoise: float, final_method: str | None = None,
                     ays_table: list[float] | None = None) -> torch.Tensor:
     """Sigmas exactly as ComfyUI's KSampler computes them for (scheduler, steps, denoise).
@@ -134,6 +137,9 @@ def ksampler_sigmas(model_sampling, scheduler: str, steps: int, denoise: float, 
         raise ValueError(f"steps must be at least 1, got {steps}")
     if denoise is not None and not math.isfinite(denoise):
         raise ValueError(f"denoise must be a number from 0 to 1, got {denoise}")
+    if denoise is not None and 0.0 < denoise < 1.0 and steps / denoise > MAX_FULL_STEPS:
+        raise ValueError(f"denoise {denoise:g} is too small for {steps} steps: the schedule it cuts from would have "
+                         f"{steps / denoise:.4g} steps (at most {MAX_FULL_STEPS}); raise denoise")
     discard_set = comfy.samplers.KSampler.DISCARD_PENULTIMATE_SIGMA_SAMPLERS
     discard = final_method in discard_set
 
@@ -243,6 +249,10 @@ def preview_schedule(*, plan_text: str | None, steps: int, denoise: float, sched
     else:
         used = f"scheduler {scheduler}"
         sigmas = ksampler_sigmas(ms, scheduler, steps, denoise, final_method(plan, steps))
+    if scheduler is not None:  # the KSampler drops the repeats of a scheduler's sigmas (see its execute)
+        sigmas, dropped = drop_repeated_sigmas(sigmas)
+        if dropped:
+            used += f"; {dropped} repeated sigma(s) dropped"
     n = max(len(sigmas) - 1, 0)
     if plan is None:
         plan = parse_plan("euler")

@@ -26,6 +26,13 @@ from .snr import check_kind
 Steps = list[tuple[str, dict[str, Any]]]
 
 
+class PlanStepError(ValueError):
+    """A plan that cannot run on this schedule (e.g. ``afs`` with nothing after it): a problem of the plan, not
+    of the sigmas, so callers that report which input is wrong name the plan."""
+
+    about_plan = True
+
+
 def normalize_steps(steps: Sequence[tuple[str, dict[str, Any] | None]]) -> Steps:
     """Fill in defaults and check names and option keys of an already resolved per-step list."""
     out: Steps = []
@@ -47,7 +54,10 @@ def normalize_steps(steps: Sequence[tuple[str, dict[str, Any] | None]]) -> Steps
             hit = cache[key] = (name, full)
         out.append(hit)
     for i, (name, _) in enumerate(out):
-        METHODS[name].check_position(i, len(out))
+        try:
+            METHODS[name].check_position(i, len(out))
+        except ValueError as e:
+            raise PlanStepError(str(e)) from None
     return out
 
 

@@ -156,6 +156,9 @@ def _parse_count(token: str) -> int | float | None:
     if token == "*":
         return None
     if _STEPS_RE.match(token):
+        if len(token.lstrip("0")) > 9:
+            raise PlanError(f"step count {_shorten(token)!r} is too large; a run has at most a few thousand steps",
+                            token=_shorten(token))
         if int(token) < 1:
             raise PlanError(f"step count {token!r} must be at least 1 (leave the line out instead)", token=token)
         return int(token)
@@ -536,6 +539,11 @@ def parse_plan(text: str) -> Plan:
     if not isinstance(text, str):
         raise PlanError(f"a plan must be text, got {type(text).__name__}")
     text = text.removeprefix("\ufeff")  # a byte-order mark pasted from a file saved as "UTF-8 with BOM"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise PlanError(f"the plan text has a character that is not valid Unicode text at position {e.start} "
+                        "(a lone surrogate); retype or delete it") from None
     if text.lstrip().startswith("{"):
         return Plan.from_json(text)
     size = len(text.encode("utf-8"))

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,10 +200,16 @@ def read_json_file(path: str | os.PathLike, error: type[PresetError] = PresetErr
     Infinity, no duplicate keys); ``error(path, problem)`` is raised saying what is wrong."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise error(path, f"file is {size} bytes, more than the {MAX_FILE_BYTES} a preset may have")
-        text = path.read_bytes().decode("utf-8")
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader, a device (/dev/zero) never end
+            raise error(path, "is not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise error(path, f"file is {st.st_size} bytes, more than the {MAX_FILE_BYTES} a preset may have")
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows meanwhile
+        if len(data) > MAX_FILE_BYTES:
+            raise error(path, f"file is over {MAX_FILE_BYTES} bytes, more than a preset may have")
+        text = data.decode("utf-8")
     except OSError as e:
         raise error(path, f"cannot be read ({e.strerror or e})") from None
     except UnicodeDecodeError:
@@ -211,8 +218,9 @@ def read_json_file(path: str | os.PathLike, error: type[PresetError] = PresetErr
         return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as e:
         raise error(path, f"is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    except ValueError as e:
-        raise error(path, f"is not valid JSON ({e})") from None
+    except ValueError as e:  # NaN/Infinity, duplicate keys, or Python's limit on the digits of an integer
+        problem = "a number has too many digits" if "digits" in str(e) else str(e)
+        raise error(path, f"is not valid JSON ({problem})") from None
     except RecursionError:
         raise error(path, "is not valid JSON (nested too deeply)") from None
 
@@ -254,8 +262,8 @@ def check_file_free(path: str | os.PathLike, name: str) -> None:
     if not path.is_file():
         return
     try:
-        other = json.loads(path.read_text(encoding="utf-8")).get("name")
-    except (OSError, ValueError, AttributeError):
+        other = read_json_file(path).get("name")
+    except (PresetError, AttributeError):
         return
     if isinstance(other, str) and other != name:
         raise PresetError(name, f"its file name {path.name} already holds the preset {other!r}; choose a name that "

@@ -446,6 +446,40 @@ def test_corrupt_or_hand_edited_preset_raises_a_clear_error(tmp_path, edit, prob
     assert problem in str(info.value)
 
 
+def test_preset_files_that_are_not_regular_files_are_refused_without_reading_them(tmp_path):
+    """A FIFO would block the reader (and the server's node list) until someone writes to it; a device such as
+    /dev/zero would never end. Both are refused by their file type, before any read."""
+    import contextlib
+    import os
+    import threading
+    import time
+
+    save_preset(tmp_path, make_preset("good one"))
+    os.mkfifo(tmp_path / "pipe.json")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    (tmp_path / "digits.json").write_text('{"format": ' + "1" * 5000 + "}")
+
+    done = threading.Event()
+
+    def unblock() -> None:  # a reader stuck on the FIFO is released, so that the test fails instead of hanging
+        if not done.wait(10):
+            with contextlib.suppress(OSError):
+                os.close(os.open(tmp_path / "pipe.json", os.O_WRONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=unblock, daemon=True).start()
+    t0 = time.perf_counter()
+    presets, warnings = list_presets(tmp_path)
+    done.set()
+    assert time.perf_counter() - t0 < 5
+    assert [p.name for p in presets] == ["good one"]
+    text = "\n".join(warnings)
+    assert "pipe.json" in text and "zero.json" in text and text.count("is not a regular file") == 2
+    assert "digits.json" in text and "a number has too many digits" in text
+    for name in ("pipe.json", "zero.json"):
+        with pytest.raises(PresetError, match="is not a regular file"):
+            load_preset(tmp_path / name)
+
+
 def test_list_presets_skips_bad_files_with_warnings(tmp_path):
     save_preset(tmp_path, make_preset("good one"))
     save_preset(tmp_path, make_preset("another"))

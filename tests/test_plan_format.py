@@ -460,3 +460,12 @@ def test_count_errors_suggest_only_what_would_parse(text, match):
 
 def test_a_byte_order_mark_before_the_plan_is_ignored():
     assert parse_plan("\ufeff* euler") == parse_plan("* euler")
+
+
+def test_a_count_too_large_for_any_run_and_a_lone_surrogate_get_plan_errors():
+    with pytest.raises(PlanError, match="too large") as info:
+        parse_plan("1" + "0" * 5000 + " euler")  # past Python's 4300-digit int limit: still a plan error
+    assert info.value.line == 1
+    with pytest.raises(PlanError, match="not valid Unicode"):
+        parse_plan("* euler \ud800")
+    assert parse_plan("999999999 euler").segments[0].count == 999_999_999

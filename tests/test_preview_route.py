@@ -130,8 +130,9 @@ def test_oversize_chunked_body_without_content_length_gets_413(comfy_server):
     ({"scheduler": "no_such_scheduler"}, "scheduler", "no_such_scheduler"),
     ({"model_type": "sd9"}, "model_type", "sd9"),
     ({"scheduler": "<b>x</b>"}, "scheduler", "not a valid name"),
-    ({"steps": 0}, "steps", "1 to 1000"),
-    ({"steps": 1001}, "steps", "1 to 1000"),
+    ({"steps": 0}, "steps", "1 to 10000"),
+    ({"steps": 10001}, "steps", "1 to 10000"),
+    ({"steps": 20, "denoise": 1e-320}, "denoise", "at most 10000"),
     ({"steps": "20"}, "steps", "whole number"),
     ({"steps": True}, "steps", "whole number"),
     ({"steps": 2.5}, "steps", "whole number"),
@@ -163,6 +164,36 @@ def test_bad_plan_gets_400_with_line_and_token(comfy_server):
     status, body = comfy_server.post_json(PREVIEW, ksampler_request(plan="* dpmpp_2m_sde eta=lots"))
     assert_bad(status, body, field="plan", mentions="eta")
     assert body["line"] == 1 and body["token"] == "eta=lots"
+
+
+@pytest.mark.parametrize("raw, mentions", [
+    (b'{"steps": 1' + b"0" * 5000 + b', "scheduler": "karras"}', "too many digits"),
+])
+def test_a_number_too_long_for_python_gets_400(comfy_server, raw, mentions):
+    status, data = comfy_server.request("POST", PREVIEW, raw)
+    assert_bad(status, json.loads(data), mentions=mentions)
+
+
+@pytest.mark.parametrize("plan_json, mentions", [
+    ('"1' + "0" * 5000 + ' euler"', "too large"),
+    (r'"* euler \ud800"', "not valid unicode"),  # a lone surrogate, as JSON can carry it
+    (r'"1 afs\n* dpmpp_2m"', "afs"),  # afs needs a step after it: with steps 1 a plan problem
+])
+def test_plans_the_parser_or_the_schedule_rejects_are_reported_on_the_plan_field(comfy_server, plan_json, mentions):
+    body = json.dumps(ksampler_request(steps=1, plan="PLAN")).replace('"PLAN"', plan_json)
+    status, data = comfy_server.request("POST", PREVIEW, body.encode())
+    assert_bad(status, json.loads(data), field="plan", mentions=mentions)
+
+
+def test_preview_follows_the_ksampler_past_the_model_table(comfy_server):
+    # simple at steps / denoise > 1000 repeats sigmas: dropped, as the KSampler node drops them
+    status, body = comfy_server.post_json(PREVIEW, ksampler_request(steps=30, denoise=0.02, scheduler="simple"))
+    assert status == 200, body
+    assert "repeated sigma(s) dropped" in body["schedule"]
+    assert_good_preview(status, body, len(body["sigmas"]) - 1)
+    assert len(body["sigmas"]) < 31
+    status, body = comfy_server.post_json(PREVIEW, ksampler_request(steps=2000))  # the nodes allow 10000 steps
+    assert_good_preview(status, body, 2000)
 
 
 def test_plan_that_cannot_split_the_steps_gets_400(comfy_server):
