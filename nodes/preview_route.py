@@ -108,15 +108,24 @@ async def read_json_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> A
     if not text.strip():
         raise BadRequest("request body is empty; send a JSON object")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise BadRequest("malformed JSON: nested too deeply") from None
-    except BadRequest:  # NaN / Infinity (_reject_constant)
+    except BadRequest:  # NaN / Infinity (_reject_constant), a key twice (_unique_keys)
         raise
     except ValueError:  # Python's limit on the digits of an integer
         raise BadRequest("malformed JSON: a number has too many digits") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise BadRequest(f"malformed JSON: key {k[:40]!r} appears twice in one object", field=k[:40])
+        out[k] = v
+    return out
 
 
 def _reject_constant(name: str) -> Any:

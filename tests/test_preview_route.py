@@ -168,8 +168,9 @@ def test_bad_plan_gets_400_with_line_and_token(comfy_server):
 
 @pytest.mark.parametrize("raw, mentions", [
     (b'{"steps": 1' + b"0" * 5000 + b', "scheduler": "karras"}', "too many digits"),
+    (b'{"steps": 10, "steps": 20, "scheduler": "karras"}', "'steps' appears twice"),
 ])
-def test_a_number_too_long_for_python_gets_400(comfy_server, raw, mentions):
+def test_a_number_too_long_for_python_or_a_repeated_key_gets_400(comfy_server, raw, mentions):
     status, data = comfy_server.request("POST", PREVIEW, raw)
     assert_bad(status, json.loads(data), mentions=mentions)
 
