@@ -157,8 +157,8 @@ def _parse_count(token: str) -> int | float | None:
         return None
     if _STEPS_RE.match(token):
         if len(token.lstrip("0")) > 9:
-            raise PlanError(f"step count {_shorten(token)!r} is too large; a run has at most a few thousand steps",
-                            token=_shorten(token))
+            raise PlanError(f"step count {_shorten(token)!r} is too large (more than 9 digits); the nodes run at "
+                            "most 10000 steps", token=_shorten(token))
         if int(token) < 1:
             raise PlanError(f"step count {token!r} must be at least 1 (leave the line out instead)", token=token)
         return int(token)
