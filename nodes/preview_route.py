@@ -107,25 +107,18 @@ async def read_json_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> A
         raise BadRequest("request body is not UTF-8 text") from None
     if not text.strip():
         raise BadRequest("request body is empty; send a JSON object")
+    from ..schedules.presets import json_problem, no_duplicate_keys
+
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise BadRequest("malformed JSON: nested too deeply") from None
-    except BadRequest:  # NaN / Infinity (_reject_constant), a key twice (_unique_keys)
+    except BadRequest:  # NaN / Infinity (_reject_constant)
         raise
-    except ValueError:  # Python's limit on the digits of an integer
-        raise BadRequest("malformed JSON: a number has too many digits") from None
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise BadRequest(f"malformed JSON: key {k[:40]!r} appears twice in one object", field=k[:40])
-        out[k] = v
-    return out
+    except ValueError as exc:  # a key twice in one object, Python's limit on the digits of an integer
+        raise BadRequest(f"malformed JSON: {json_problem(exc)}") from None
 
 
 def _reject_constant(name: str) -> Any:

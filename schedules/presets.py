@@ -186,13 +186,18 @@ def _reject_constant(token: str) -> float:
     raise ValueError(f"non-standard JSON number {token}")
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
             raise ValueError(f"key {k!r} appears twice in one object")
         out[k] = v
     return out
+
+
+def json_problem(e: ValueError) -> str:
+    """What a ValueError of strict JSON parsing means, in words (Python's int-digit limit has a long message)."""
+    return "a number has too many digits" if "digits" in str(e) else str(e)
 
 
 def read_json_file(path: str | os.PathLike, error: type[PresetError] = PresetError) -> Any:
@@ -215,12 +220,11 @@ def read_json_file(path: str | os.PathLike, error: type[PresetError] = PresetErr
     except UnicodeDecodeError:
         raise error(path, "is not UTF-8 text") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=no_duplicate_keys)
     except json.JSONDecodeError as e:
         raise error(path, f"is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     except ValueError as e:  # NaN/Infinity, duplicate keys, or Python's limit on the digits of an integer
-        problem = "a number has too many digits" if "digits" in str(e) else str(e)
-        raise error(path, f"is not valid JSON ({problem})") from None
+        raise error(path, f"is not valid JSON ({json_problem(e)})") from None
     except RecursionError:
         raise error(path, "is not valid JSON (nested too deeply)") from None
 
