@@ -41,6 +41,12 @@ class SamplerSchedulerAYSSigmas(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, **_: object) -> tuple:
+        """Saved presets change outside the graph (the optimiser, the Search node, a hand edit): run again when
+        the preset folder changed, not only when an input did."""
+        return presets_store.folder_signature()
+
+    @classmethod
     def execute(cls, model, preset: str, steps: int, denoise: float) -> io.NodeOutput:
         ms = model.get_model_object("model_sampling")
         saved = presets_store.saved_for(model, steps, preset)

@@ -55,6 +55,25 @@ def broken_files() -> dict[str, str]:
     return out
 
 
+def folder_signature() -> tuple:
+    """What the saved presets' state is, without reading any file: (name, size, mtime) of every entry of the
+    preset folder. A node whose output depends on the saved presets returns this as its fingerprint, so ComfyUI
+    runs it again (instead of reusing a cached output) after a preset is saved, rewritten, edited or deleted."""
+    try:
+        with os.scandir(presets_dir()) as entries:
+            out = []
+            for e in entries:
+                try:
+                    st = e.stat()
+                except OSError:  # a dangling link: its name alone
+                    out.append((e.name, -1, -1))
+                    continue
+                out.append((e.name, st.st_size, st.st_mtime_ns))
+    except OSError:  # no folder yet
+        return ()
+    return tuple(sorted(out))
+
+
 def preset_names() -> list[str]:
     """Names of the saved presets, then the names of unusable files (selecting one explains the problem)."""
     names = [p.name for p in load_all()]

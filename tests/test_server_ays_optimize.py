@@ -97,3 +97,30 @@ def test_corrupt_preset_file_gives_a_clear_error_and_object_info_keeps_working(c
         assert "Traceback" not in err
     entry = comfy_server.run(sample_with(ays_node("auto")))  # the server keeps working
     assert execution_error(entry) is None, execution_error(entry)
+
+
+def cached_nodes(entry: dict) -> set[str]:
+    """Node ids ComfyUI reused from its cache in this run (the history's ``execution_cached`` message)."""
+    return {n for kind, data in entry["status"]["messages"] if kind == "execution_cached" for n in data["nodes"]}
+
+
+def test_ays_node_runs_again_when_its_saved_preset_changes_between_prompts(comfy_server, clean_presets):
+    """A preset rewritten outside the graph (a new optimiser run under the same name, a hand edit) must reach the
+    next prompt: with unchanged inputs ComfyUI would otherwise reuse the AYS node's cached old sigmas."""
+    def write(power: float) -> None:  # the model's own sigma range, interior points spaced by ``power``
+        sig = [14.6 * (0.03 / 14.6) ** ((i / 10) ** power) for i in range(11)]
+        clean_presets.mkdir(parents=True, exist_ok=True)
+        (clean_presets / f"{NAME}.json").write_text(json.dumps({
+            "format": "sampler-scheduler-ays-schedule", "version": 1, "name": NAME, "model": {"builtin": "gmm-eps"},
+            "sigmas": {"10": sig}, "created": "2026-01-01T00:00:00+00:00"}))
+
+    write(1.0)
+    prompt = sample_with(ays_node(NAME))
+    first = comfy_server.run(prompt)
+    assert execution_error(first) is None, execution_error(first)
+    again = comfy_server.run(prompt)  # nothing changed: ComfyUI may reuse the AYS node's output
+    assert "9" in cached_nodes(again), again["status"]
+    write(0.7)  # same name, other interior sigmas
+    edited = comfy_server.run(prompt)
+    assert execution_error(edited) is None, execution_error(edited)
+    assert "9" not in cached_nodes(edited) and "2" not in cached_nodes(edited), edited["status"]
