@@ -173,6 +173,7 @@ def sample_plan(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
         cls = classes[i]
         opts = steps[i][1]
         denoised = cls.start_denoised(ctx, i, x)
+        ctx.x_eval = x
         if ctx.pending is not None:
             x = ctx.pending(denoised)
             ctx.pending = None

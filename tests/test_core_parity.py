@@ -149,3 +149,62 @@ def test_method_matches_comfyui_with_own_noise(toy, comfy_version, name):
     ref, ours, _, _ = _run_pair(toy, comfy_version, name, 8, own_noise=True)
     diff = (ref - ours).abs().max().item()
     assert diff <= TOL, f"{name}: max abs diff {diff:.3g} vs ComfyUI ({toy[0]}, our noise samplers)"
+
+
+def _karras(hi: float, lo: float, n: int, rho: float = 7.0) -> torch.Tensor:
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    s = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
+    return torch.cat([s, s.new_zeros(1)]).float()
+
+
+def _plan_run(mp, kind: str, method: str, sigmas: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    from comfy.samplers import KSAMPLER
+
+    extra = dict(plan=[(method, {})] * (len(sigmas) - 1), model_kind=kind)
+    return run_comfy_sampler(mp, KSAMPLER(sample_plan, extra_options=extra), sigmas.clone(), noise, seed=SEED)
+
+
+@pytest.mark.parametrize("method", ["uni_pc", "uni_pc_bh2"])
+def test_uni_pc_last_step_below_comfyuis_final_sigma_keeps_the_corrector(toy, method):
+    """ComfyUI's uni_pc ends its last step at sigma 0.001; a last sigma just below that must give nearly the
+    result of one just above (the corrected x, then a small step up to 0.001), as in ComfyUI. Was: the
+    corrector was dropped below 0.001 and the result jumped by ~0.5."""
+    kind, mp, _ = toy
+    k = "flow" if kind == "gmm-flow" else "eps"
+    noise = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(7))
+    top = 1.0 if k == "flow" else 14.6
+    outs, refs = [], []
+    for last in (0.00101, 0.00099):
+        sig = torch.tensor([top, 0.3, 0.05, 0.005, last, 0.0])
+        outs.append(_plan_run(mp, k, method, sig, noise))
+        refs.append(run_comfy_sampler(mp, comfy_sampler(method), sig.clone(), noise, seed=SEED))
+    jump, comfy_jump = (outs[0] - outs[1]).abs().max().item(), (refs[0] - refs[1]).abs().max().item()
+    assert jump <= 2 * comfy_jump + 1e-3, f"{method}: result jumps by {jump:.3g} (ComfyUI {comfy_jump:.3g})"
+    for o, r in zip(outs, refs, strict=True):
+        assert (o - r).abs().max().item() <= 0.02
+
+
+def _tiny_end(k: str, n: int) -> torch.Tensor:
+    """Sigmas down to 2e-4 (Flux at 512 px ends near 1.9e-4): karras for eps, linear in sigma from 1 for flow."""
+    if k == "flow":
+        return torch.cat([torch.linspace(1.0, 2e-4, n), torch.zeros(1)])
+    return _karras(14.6, 2e-4, n)
+
+
+@pytest.mark.parametrize("method", ["uni_pc", "uni_pc_bh2"])
+def test_uni_pc_on_sigmas_below_float32_resolution_is_finite_and_accurate(toy, method):
+    """Flux-like schedules reach sigma ~2e-4, where ComfyUI's float32 noise levels of UniPC collapse (two sigmas,
+    one lambda; below 2.4e-4 an infinite one): ZeroDivisionError, a singular solve or NaN. Our uni_pc then uses
+    the exact float64 levels: finite at every step count, converging, as accurate as dpmpp_2m at 20 steps."""
+    kind, mp, _ = toy
+    k = "flow" if kind == "gmm-flow" else "eps"
+    noise = torch.randn((2, 4, 8, 8), generator=torch.Generator().manual_seed(3))
+    truth = _plan_run(mp, k, "dpmpp_2m", _tiny_end(k, 400), noise)
+    errs = []
+    for n in (6, 10, 20):
+        sig = _tiny_end(k, n)
+        ours = _plan_run(mp, k, method, sig, noise)
+        assert torch.isfinite(ours).all(), f"{method}, {n} steps: not finite"
+        errs.append((ours - truth).pow(2).mean().sqrt().item())
+    err_2m = (_plan_run(mp, k, "dpmpp_2m", _tiny_end(k, 20), noise) - truth).pow(2).mean().sqrt().item()
+    assert errs[2] < errs[0] and errs[2] <= 1.2 * err_2m, f"{method}: RMSE {errs} (6/10/20), dpmpp_2m {err_2m:.3g}"

@@ -101,6 +101,7 @@ class StepContext(Schedule):
         self.nfe = 0
         self.history: list[Entry] = []
         self.pending: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.x_eval: torch.Tensor | None = None  # where this step's model call was made (before a corrector)
         self.down: float | None = None
         self.cache: dict[Any, Any] = {}
         self._noise_factory = noise_factory
