@@ -63,4 +63,20 @@ def plan_sampler(plan: Plan) -> comfy.samplers.KSAMPLER:
 
     # ComfyUI's ddim sampler re-noises inpainting with a fresh seeded noise; a pure ddim plan does too.
     inpaint = {"random": True} if all(seg.method == "ddim" for seg in plan.segments) else {}
-    return comfy.samplers.KSAMPLER(sample, inpaint_options=inpaint)
+    return _PlanKSampler(sample, inpaint_options=inpaint)
+
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+class _PlanKSampler(comfy.samplers.KSAMPLER):
+    """ComfyUI's KSAMPLER; a pure ddim plan with the largest seed gets a clear error (ComfyUI's re-noising seeds
+    ``seed + 1``, which overflows torch's 64-bit seed: a raw "Overflow when unpacking long long", also with
+    ComfyUI's own ddim)."""
+
+    def sample(self, model_wrap, sigmas, extra_args, *args, **kwargs):
+        seed = extra_args.get("seed", 41)
+        if self.inpaint_options.get("random", False) and isinstance(seed, int) and seed + 1 > MAX_SEED:
+            raise ValueError(f"a plan of only ddim steps re-noises with seed + 1 (as ComfyUI's ddim), and seed {seed} "
+                             "is the largest seed: choose a smaller seed, or another method on some step")
+        return super().sample(model_wrap, sigmas, extra_args, *args, **kwargs)

@@ -77,6 +77,10 @@ class ToyNet(torch.nn.Module):
         return sigma
 
     def forward(self, xc, t, context=None, control=None, transformer_options={}, **kwargs):
+        if xc.ndim != 4:
+            raise ValueError(f"the built-in {self.kind} model takes image latents [batch, channels, height, width], "
+                             f"got a {xc.ndim}-D latent of shape {list(xc.shape)}: use the Built-in Test Model "
+                             "node's LATENT or an empty image latent")
         sigma = self.batch_sigmas(xc, transformer_options)
         s = sigma.reshape(-1, *([1] * (xc.ndim - 1)))
         xc = xc.float()

@@ -349,3 +349,22 @@ def test_a_denoise_that_is_not_a_number_gets_a_clear_error(nodes_mod, toy):
         our_ksampler(nodes_mod, model, 1, 8, 1.0, "* euler", "karras", latent(), float("nan"))
     with pytest.raises(ValueError, match="denoise must be a number from 0 to 1, got nan"):
         nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas.execute(model, "SD1", 10, float("nan"))
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 2, 4, 4), (1, 8, 16)])
+def test_builtin_models_reject_video_and_audio_latents_with_a_clear_error(nodes_mod, toy, shape):
+    """The built-in models are image models: a 5-D video or 3-D audio latent is refused by name, not with an
+    unpacking error from deep inside the mixture."""
+    with pytest.raises(ValueError, match=r"takes image latents \[batch, channels, height, width\], got a \d-D"):
+        our_ksampler(nodes_mod, toy["gmm-eps"], 1, 4, 1.0, "* euler", "karras", {"samples": torch.zeros(shape)}, 1.0)
+
+
+def test_pure_ddim_plan_with_the_largest_seed_gives_a_clear_error(nodes_mod, toy):
+    """ComfyUI's ddim re-noises with seed + 1, past torch's 64-bit seeds at the largest seed (a raw overflow error,
+    in ComfyUI's own ddim too): the plan says why. The largest seed with other methods, and ddim one below, run."""
+    top = 0xFFFFFFFFFFFFFFFF
+    with pytest.raises(ValueError, match="only ddim steps re-noises with seed \\+ 1.*largest seed"):
+        our_ksampler(nodes_mod, toy["gmm-eps"], top, 4, 1.0, "* ddim", "karras", latent(), 1.0)
+    for seed, plan in ((top, "* euler"), (top - 1, "* ddim")):
+        out = our_ksampler(nodes_mod, toy["gmm-eps"], seed, 4, 1.0, plan, "karras", latent(), 1.0)
+        assert torch.isfinite(out).all()
