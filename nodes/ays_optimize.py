@@ -55,7 +55,7 @@ from ..schedules.presets import AYSPreset, preset_sigmas, save_preset
 from ..schedules.refine import RefineConfig, SolverError, refine_blocks, refine_schedule
 from . import presets_store
 from .comfy_sampler import comfy_noise_sampler, model_settings
-from .schedule_logic import is_flow
+from .schedule_logic import check_cfg, is_flow
 
 log = logging.getLogger("sampler_scheduler")
 
@@ -344,6 +344,10 @@ def optimise_schedule(model, positive, negative, cfg: float, latent: dict, data:
         if getattr(data_x0, "is_nested", False) or data_x0.ndim != lat.ndim or data_x0.shape[1] != lat.shape[1]:
             raise ValueError(f"data latents have shape {tuple(data_x0.shape)}, but the model's latents are "
                              f"{tuple(lat.shape)} (batch first): encode the images with this model's VAE")
+        if data_x0.shape[2:] != lat.shape[2:]:
+            raise ValueError(f"data latents are {'x'.join(map(str, data_x0.shape[2:]))} but 'latent' is "
+                             f"{'x'.join(map(str, lat.shape[2:]))}: the schedule is optimised for one size, so "
+                             "give both the same size (resize the images before encoding, or match the empty latent)")
         if data_x0.shape[0] == 0:
             raise ValueError("the data LATENT holds no images (batch 0): connect encoded real images, or leave "
                              "'data' unconnected to draw the data from the model")
@@ -429,6 +433,11 @@ class SamplerSchedulerAYSOptimize(io.ComfyNode):
     def execute(cls, model, positive, negative, cfg: float, latent: dict, steps: str, budget: int, seed: int,
                 preset_name: str, samples: int, reference_steps: int, max_batch: int,
                 data: dict | None = None, solver_refinement: bool = True) -> io.NodeOutput:
+        check_cfg(cfg)
+        for label, value, low in (("samples", samples, 4), ("reference_steps", reference_steps, 10),
+                                  ("max_batch", max_batch, 1), ("seed", seed, 0)):
+            if value < low:
+                raise ValueError(f"{label} must be at least {low}, got {value}")
         name = check_preset_name(preset_name)
         # before the run: a name whose file holds another preset ('a b' vs 'a_b') must not cost a whole optimisation
         presets_store.check_name_free(name)

@@ -20,6 +20,7 @@ from .schedule_logic import (
     DEFAULT_PLAN,
     afs_from_the_top,
     ays_table_for,
+    check_cfg,
     check_sigmas,
     drop_repeated_sigmas,
     final_method,
@@ -96,6 +97,7 @@ class SamplerSchedulerKSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, seed, steps, cfg, plan, scheduler, positive, negative, latent_image, denoise,
                 sigmas=None) -> io.NodeOutput:
+        check_cfg(cfg)
         parsed = parse_user_plan(plan)
         if sigmas is not None:
             sig = check_sigmas(sigmas).float().cpu()

@@ -175,6 +175,14 @@ def final_method(plan: Plan | None, steps: int | None = None) -> str | None:
     return plan.segments[-1].method
 
 
+def check_cfg(cfg: float) -> float:
+    """cfg must be a finite number: NaN passes ComfyUI's min/max checks (and its JSON reader accepts it), and
+    would turn every sample into NaN."""
+    if not isinstance(cfg, (int, float)) or not math.isfinite(cfg):
+        raise ValueError(f"cfg must be a finite number, got {cfg!r}")
+    return float(cfg)
+
+
 def check_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
     """Validate user sigmas: 1-D, at least 2 values, then the solver core's checks (finite, non-negative, strictly
     decreasing; the model-kind check runs when sampling)."""

@@ -29,7 +29,7 @@ from ..schedules.presets import AYSPreset, PresetError, check_file_free, preset_
 from . import presets_store
 from .ays_optimize import check_preset_name
 from .comfy_sampler import comfy_noise_sampler, model_settings
-from .schedule_logic import parse_user_plan
+from .schedule_logic import check_cfg, parse_user_plan
 
 log = logging.getLogger("sampler_scheduler")
 
@@ -208,6 +208,12 @@ class SamplerSchedulerSearch(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, cfg, latent, nfe, evaluations, seed, preset_name, batch=4,
                 reference_steps=100, restarts=1) -> io.NodeOutput:
+        check_cfg(cfg)
+        for label, value, low in (("nfe", nfe, 1), ("evaluations", evaluations, 8), ("batch", batch, 1),
+                                  ("reference_steps", reference_steps, 10), ("restarts", restarts, 1),
+                                  ("seed", seed, 0)):
+            if value < low:
+                raise ValueError(f"{label} must be at least {low}, got {value}")
         name = preset_name.strip()
         if name:
             check_search_name(name)  # before the search: a bad name must not cost a whole search
@@ -218,6 +224,8 @@ class SamplerSchedulerSearch(io.ComfyNode):
         msg = (f"NFE {result.nfe}, {len(result.sigmas) - 1} steps: RMSE to the reference {result.fitness:.4g} "
                f"(best single method on Karras: {best_base:.4g}); {result.evaluations} evaluations"
                + (f" in {restarts} runs (the best kept)" if restarts > 1 else "") + f", {result.seconds:.1f} s")
+        if result.evaluations < evaluations * restarts:
+            msg += f" (every distinct plan for NFE {nfe} was evaluated: the search space is smaller than the budget)"
         if name:
             settings = {"nfe": nfe, "evaluations": evaluations, "seed": seed, "cfg": cfg, "batch": batch,
                         "reference_steps": reference_steps, "restarts": restarts,

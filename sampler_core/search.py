@@ -53,6 +53,7 @@ RHO_RANGE = (0.7, 30.0)  # Karras rho (log-uniform knob); large rho ~ log-unifor
 LAST_RATIO_MAX = 8.0  # last positive sigma in [sigma_min, 8 sigma_min] (VE)
 FLOW_TOP_RANGE = (2.0, 500.0)  # flow models: VE sigma of the point after s = 1
 N_FIXED_KNOBS = 4  # rho, last, top (flow), kl blend
+IDLE_LIMIT = 2000  # proposal rounds in a row with nothing new to evaluate: the search space is used up
 
 
 # --------------------------------------------------------------------------- the space of per-step choices
@@ -289,12 +290,13 @@ def reference_sigmas(problem: Problem, steps: int) -> torch.Tensor:
 
 
 def reference_run(denoiser: Denoiser, x_start: torch.Tensor, problem: Problem, steps: int = 200,
-                  sample_kwargs: dict | None = None) -> torch.Tensor:
+                  sample_kwargs: dict | None = None, step_hook: Callable[[], None] | None = None) -> torch.Tensor:
     """High-accuracy probability-flow ODE solution from ``x_start``: ``usf`` (order 3, UniC, exact in the
-    model's half-log-SNR) on :func:`reference_sigmas`."""
+    model's half-log-SNR) on :func:`reference_sigmas`. ``step_hook()`` after every step (it may raise to cancel)."""
     sig = reference_sigmas(problem, steps).to(x_start.device, x_start.dtype)
-    return sample_plan(_k_model(denoiser), x_start.clone(), sig,
-                       extra_args={"seed": 0}, plan="usf", model_kind=problem.model_kind, **(sample_kwargs or {}))
+    callback = (lambda _info: step_hook()) if step_hook is not None else None
+    return sample_plan(_k_model(denoiser), x_start.clone(), sig, extra_args={"seed": 0}, callback=callback,
+                       plan="usf", model_kind=problem.model_kind, **(sample_kwargs or {}))
 
 
 def _k_model(denoiser: Denoiser) -> Callable:
@@ -497,6 +499,8 @@ class _Searcher:
         self._feat: list[list[float]] | None = None
         self._stalled = False
         self._keys: dict[tuple, tuple] = {}
+        self._idle = 0  # proposals in a row that were all evaluated before
+        self.exhausted = False  # every proposal was a repeat IDLE_LIMIT times in a row: the space is used up
 
         def counted(x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
             self.calls += 1
@@ -674,6 +678,16 @@ class _Searcher:
 
     # ---- loop
 
+    def idle(self, before: int) -> bool:
+        """After a proposal round that started with ``before`` evaluations: True (and ``exhausted``) once
+        IDLE_LIMIT rounds in a row evaluated nothing new, as in a space with fewer distinct plans than the budget
+        (NFE 1: one sigma pair, about 20 single-call methods). Runs the step hook, so a cancel is seen here too."""
+        if self.step_hook is not None:
+            self.step_hook()
+        self._idle = self._idle + 1 if len(self.order) == before else 0
+        self.exhausted = self.exhausted or self._idle >= IDLE_LIMIT
+        return self.exhausted
+
     def run(self) -> dict[str, float]:
         cfg = self.cfg
         baselines = {}
@@ -682,12 +696,19 @@ class _Searcher:
                 break
             baselines[label] = self.evaluate(c, 0)
         while len(self.order) < min(cfg.initial, cfg.evaluations):
+            before = len(self.order)
             c = self.random_candidate()
             if self.key(c) not in self.evaluated:
                 self.evaluate(c, 0)
+            if self.idle(before):
+                return baselines
         stage = 0
         evolve_until = cfg.evaluations - int(cfg.refine_share * cfg.evaluations)
+        stage_start = len(self.order)
         while len(self.order) < evolve_until:
+            if stage and self.idle(stage_start):  # the previous stage found nothing new to evaluate
+                return baselines
+            stage_start = len(self.order)
             stage += 1
             finite = sorted([(f, i) for i, (_, f) in enumerate(self.order) if math.isfinite(f)])
             elite = [self.order[i][0] for _, i in finite[: cfg.elite]] or [self.random_candidate()]
@@ -759,13 +780,14 @@ class _Searcher:
                 self._stalled = True
             elif improved:
                 self._stalled = False
-        while len(self.order) < self.cfg.evaluations:  # budget left after a full stall: evolve on
+        while len(self.order) < self.cfg.evaluations and not self.exhausted:  # budget left after a stall: evolve on
             before = len(self.order)
             c = self.mutate(self.best[0])
             if self.key(c) not in self.evaluated:
                 self.evaluate(c, -1)
-            elif len(self.order) == before and self.rng.random() < 0.01:
+            elif self.rng.random() < 0.01:
                 self.evaluate(self.random_candidate(), -1)
+            self.idle(before)
 
     def shape_knobs(self, c: Candidate) -> list[int]:
         """Indices of the knobs that change this candidate's sigmas: rho, last, top (flow), kl, interior offsets."""
@@ -883,7 +905,7 @@ def search_plan(denoiser: Denoiser, *, model_kind: str, sigma_min: float, sigma_
                       hook, step_hook, noise_seed=seed)
         if data is None:
             if ref is None:
-                ref = reference_run(s.model, x_start, problem, reference_steps, sample_kwargs)
+                ref = reference_run(s.model, x_start, problem, reference_steps, sample_kwargs, step_hook)
             s.ref = ref
         scored = s.run()
         if restart == 0:

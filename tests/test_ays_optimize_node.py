@@ -121,6 +121,7 @@ def test_refinement_with_real_data_runs_its_own_reference(nodes_mod, user_dir):
     (torch.full((2, 4, 8, 8), float("nan")), "NaN or infinite"),
     (torch.zeros(2, 16, 8, 8), "encode the images with this model's VAE"),
     (torch.zeros(2, 4, 8), "encode the images with this model's VAE"),
+    (torch.zeros(2, 4, 6, 6), "data latents are 6x6 but 'latent' is 8x8"),
 ])
 def test_bad_data_latents_fail_with_a_message_naming_them_and_save_nothing(nodes_mod, user_dir, data, message):
     model = comfy_helpers.make_toy_model("gmm-eps")
@@ -253,3 +254,73 @@ def test_search_checks_its_preset_name_before_searching(nodes_mod, user_dir, nam
     assert calls["n"] == 0
     assert not (user_dir / "sampler_scheduler" / "plans").exists() or not any(
         (user_dir / "sampler_scheduler" / "plans").iterdir())
+
+
+@pytest.mark.parametrize("cfg", [float("nan"), float("inf")])
+def test_optimiser_search_and_ksampler_name_a_cfg_that_is_not_a_number(nodes_mod, user_dir, cfg):
+    """NaN passes ComfyUI's min/max checks (and its JSON reader accepts it): each node names cfg before any
+    model call instead of failing later on NaN samples."""
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    calls = {"n": 0}
+    model.model.diffusion_model.register_forward_pre_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    cond = comfy_helpers.empty_conditioning()
+    lat = {"samples": torch.zeros(1, 4, 8, 8)}
+    with pytest.raises(ValueError, match="cfg must be a finite number"):
+        optimise(nodes_mod, model, "nan-cfg", cfg=cfg)
+    with pytest.raises(ValueError, match="cfg must be a finite number"):
+        nodes_mod.search.SamplerSchedulerSearch.execute(model, cond, cond, cfg, lat, 4, 8, 0, "", batch=2,
+                                                        reference_steps=10)
+    with pytest.raises(ValueError, match="cfg must be a finite number"):
+        nodes_mod.ksampler.SamplerSchedulerKSampler.execute(model, 0, 4, cfg, "* euler", "karras", cond, cond, lat,
+                                                            1.0)
+    assert calls["n"] == 0
+    assert not (user_dir / "sampler_scheduler" / "ays_schedules" / "nan-cfg.json").exists()
+
+
+def test_search_with_nfe_1_evaluates_every_distinct_plan_and_returns(nodes_mod, user_dir):
+    """With one model call the sigmas are fixed (sigma_max -> 0) and only ~20 plans exist: the search must stop
+    when they are used up (it used to draw repeats forever, deaf to cancel) and say so."""
+    import threading
+
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    cond = comfy_helpers.empty_conditioning()
+    box: dict = {}
+
+    def run() -> None:  # in a daemon thread: a regression fails this test instead of hanging the suite
+        box["out"] = nodes_mod.search.SamplerSchedulerSearch.execute(
+            model, cond, cond, 1.0, {"samples": torch.zeros(1, 4, 8, 8)}, 1, 200, 0, "", batch=2, reference_steps=10)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert "out" in box, "the NFE 1 search did not return within 120 s"
+    text = box["out"].ui["text"][0]
+    assert text.startswith("NFE 1,") and "every distinct plan for NFE 1 was evaluated" in text, text
+    n = int(text.split(" evaluations")[0].rsplit(" ", 1)[1])
+    assert 10 <= n < 200
+
+
+def test_search_cancel_during_its_reference_run_stops_within_one_model_call(nodes_mod, user_dir):
+    import comfy.model_management
+
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    calls = {"n": 0, "after": 0}
+
+    def hook(_module, _args, _kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # inside the 50-step reference run
+            comfy.model_management.interrupt_current_processing(True)
+        elif calls["n"] > 5:
+            calls["after"] += 1
+
+    handle = model.model.diffusion_model.register_forward_pre_hook(hook, with_kwargs=True)
+    cond = comfy_helpers.empty_conditioning()
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            nodes_mod.search.SamplerSchedulerSearch.execute(model, cond, cond, 1.0,
+                                                            {"samples": torch.zeros(1, 4, 8, 8)}, 4, 8, 0, "",
+                                                            batch=2, reference_steps=50)
+    finally:
+        handle.remove()
+        comfy.model_management.interrupt_current_processing(False)
+    assert calls["after"] == 0
