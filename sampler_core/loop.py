@@ -177,6 +177,8 @@ def sample_plan(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, extra_ar
         if ctx.pending is not None:
             x = ctx.pending(denoised)
             ctx.pending = None
+            if sig[i + 1] == 0 and not cls.own_final_step:  # keep the last correction (StepMethod.own_final_step)
+                denoised = denoised + (x - ctx.x_eval)
         if callback is not None:
             callback({"x": x, "i": i, "sigma": run_sigmas[i], "sigma_hat": run_sigmas[i], "denoised": denoised})
         ctx.down = None

@@ -61,6 +61,10 @@ class StepMethod:
     noise_kind: ClassVar[str] = "gaussian"  # noise it draws when stochastic: "gaussian" or "brownian"
     # ComfyUI's offset_first_sigma_for_snr: on flow models a first step from sigma >= 1 starts just below 1.
     snr_first_offset: ClassVar[bool] = False
+    # the step to sigma 0 after a corrector: False (most methods, whose last step returns D) gets D at the corrected
+    # point, D + (x - x_eval) with eps held fixed, so the correction reaches the output; True: the method's last
+    # step uses the corrected x itself (UniPC, whose last step is a full predictor step, as ComfyUI's)
+    own_final_step: ClassVar[bool] = False
 
     @classmethod
     def option_map(cls) -> dict[str, OptionSpec]:

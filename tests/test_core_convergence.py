@@ -297,3 +297,32 @@ def test_unic_correction_of_the_last_step_reaches_the_final_sample(kind):
                             model_kind="eps")
             err[corrector] = S.rmse(x, ref)
         assert err["unic"] < 0.9 * err["none"], f"{kind}, {n} steps: {err}"
+
+
+@pytest.mark.parametrize("kind", ["gmm-eps", "digits"])
+def test_a_last_step_after_a_corrector_keeps_the_correction_whatever_its_method(kind, monkeypatch):
+    """`uni_pc` leaves a corrector for the next step; when that step goes to sigma 0 with another method (euler,
+    dpmpp_2m, deis, usf: each returns D there), D at the corrected point (D + correction, eps held fixed) must
+    reach the output: all four give the same sample, closer to the reference than D at the uncorrected point
+    (what they returned before; reproduced here by declaring euler's last step its own, ``own_final_step``)."""
+    from sampler_core import search as S
+    from sampler_core.registry import METHODS
+
+    den, problem, shape = S.builtin_model(kind)
+    noise = torch.randn((64, *shape), generator=torch.Generator().manual_seed(11))
+    x0 = S.start_latents(problem, noise)
+    ref = S.reference_run(den, x0, problem, 200, {})
+    model = lambda x, s, **_: den(x, s)  # noqa: E731
+
+    def run(n: int, last: str) -> torch.Tensor:
+        sig = S.schedule_sigmas(problem, n, (0.5, 0.0, 0.5, 0.0) + (0.5,) * n)
+        return sample_plan(model, x0.clone(), sig, plan=[("uni_pc", {})] * (n - 1) + [(last, {})], model_kind="eps")
+
+    for n in (10, 16):
+        outs = [run(n, last) for last in ("euler", "dpmpp_2m", "deis", "usf")]
+        for o in outs[1:]:
+            assert torch.allclose(o, outs[0], atol=1e-6)
+        with monkeypatch.context() as m:
+            m.setattr(METHODS["euler"], "own_final_step", True)
+            uncorrected = run(n, "euler")
+        assert S.rmse(outs[0], ref) < 0.8 * S.rmse(uncorrected, ref), (kind, n)

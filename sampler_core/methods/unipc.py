@@ -79,6 +79,7 @@ class _UniPCBase(StepMethod):
     order = 3
     history = 2
     variant = "bh1"
+    own_final_step = True  # ComfyUI's last step: a predictor step from the corrected x
     options = (OptionSpec("order", int, 3, "maximum order (ComfyUI: 3)", min=1, max=3),)
 
     @classmethod

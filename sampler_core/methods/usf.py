@@ -92,10 +92,7 @@ class USF(StepMethod):
     def step(cls, ctx: StepContext, i: int, x: torch.Tensor, denoised: torch.Tensor, opts: dict[str, Any]):
         s, s1 = ctx.sig[i], ctx.sig[i + 1]
         if s1 == 0:
-            # to sigma 0: D(x). After a UniC correction x is the corrected point while D was evaluated at the
-            # predicted one (ctx.x_eval); D(x) ~ D + (x - x_eval) (eps held fixed, the Euler step to 0 from x)
-            # keeps that last correction instead of discarding it
-            return denoised if ctx.x_eval is None or ctx.x_eval is x else x - ctx.x_eval + denoised
+            return denoised  # after a corrector: D at the corrected point (StepMethod.own_final_step)
         eta = opts["eta"]
         lam_s, lam_t = ctx.lam(s), ctx.lam(s1)
         a_s, a_t = ctx.alpha(s), ctx.alpha(s1)
