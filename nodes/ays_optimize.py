@@ -55,7 +55,7 @@ from ..schedules.presets import AYSPreset, preset_sigmas, save_preset
 from ..schedules.refine import RefineConfig, SolverError, refine_blocks, refine_schedule
 from . import presets_store
 from .comfy_sampler import comfy_noise_sampler, model_settings
-from .schedule_logic import check_cfg, is_flow
+from .schedule_logic import check_at_least, check_cfg, is_flow
 
 log = logging.getLogger("sampler_scheduler")
 
@@ -434,10 +434,8 @@ class SamplerSchedulerAYSOptimize(io.ComfyNode):
                 preset_name: str, samples: int, reference_steps: int, max_batch: int,
                 data: dict | None = None, solver_refinement: bool = True) -> io.NodeOutput:
         check_cfg(cfg)
-        for label, value, low in (("samples", samples, 4), ("reference_steps", reference_steps, 10),
-                                  ("max_batch", max_batch, 1), ("seed", seed, 0)):
-            if value < low:
-                raise ValueError(f"{label} must be at least {low}, got {value}")
+        check_at_least(samples=(samples, 4), reference_steps=(reference_steps, 10), max_batch=(max_batch, 1),
+                       seed=(seed, 0))
         name = check_preset_name(preset_name)
         # before the run: a name whose file holds another preset ('a b' vs 'a_b') must not cost a whole optimisation
         presets_store.check_name_free(name)

@@ -195,6 +195,14 @@ def check_sigmas(sigmas: torch.Tensor) -> torch.Tensor:
     return sigmas
 
 
+def check_at_least(**limits: tuple[int, int]) -> None:
+    """Each ``name=(value, lowest)``: a clear error naming the first input below its lowest value (ComfyUI's
+    server checks the schema's min first; this covers direct calls)."""
+    for name, (value, low) in limits.items():
+        if value < low:
+            raise ValueError(f"{name} must be at least {low}, got {value}")
+
+
 def drop_repeated_sigmas(sigmas: torch.Tensor) -> tuple[torch.Tensor, int]:
     """``sigmas`` without values equal to the one before (and how many were dropped). ComfyUI's schedulers repeat
     sigmas when steps / denoise exceeds the model's table (e.g. ``simple`` past 1000 steps): a zero-length step

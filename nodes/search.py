@@ -29,7 +29,7 @@ from ..schedules.presets import AYSPreset, PresetError, check_file_free, preset_
 from . import presets_store
 from .ays_optimize import check_preset_name
 from .comfy_sampler import comfy_noise_sampler, model_settings
-from .schedule_logic import check_cfg, parse_user_plan
+from .schedule_logic import check_at_least, check_cfg, parse_user_plan
 
 log = logging.getLogger("sampler_scheduler")
 
@@ -209,11 +209,8 @@ class SamplerSchedulerSearch(io.ComfyNode):
     def execute(cls, model, positive, negative, cfg, latent, nfe, evaluations, seed, preset_name, batch=4,
                 reference_steps=100, restarts=1) -> io.NodeOutput:
         check_cfg(cfg)
-        for label, value, low in (("nfe", nfe, 1), ("evaluations", evaluations, 8), ("batch", batch, 1),
-                                  ("reference_steps", reference_steps, 10), ("restarts", restarts, 1),
-                                  ("seed", seed, 0)):
-            if value < low:
-                raise ValueError(f"{label} must be at least {low}, got {value}")
+        check_at_least(nfe=(nfe, 1), evaluations=(evaluations, 8), batch=(batch, 1),
+                       reference_steps=(reference_steps, 10), restarts=(restarts, 1), seed=(seed, 0))
         name = preset_name.strip()
         if name:
             check_search_name(name)  # before the search: a bad name must not cost a whole search

@@ -324,3 +324,15 @@ def test_search_cancel_during_its_reference_run_stops_within_one_model_call(node
         handle.remove()
         comfy.model_management.interrupt_current_processing(False)
     assert calls["after"] == 0
+
+
+def test_search_and_optimiser_name_an_input_below_its_lowest_value(nodes_mod, user_dir):
+    """Direct calls (scripts, other nodes) skip ComfyUI's schema checks: the node names the input."""
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    cond = comfy_helpers.empty_conditioning()
+    lat = {"samples": torch.zeros(1, 4, 8, 8)}
+    with pytest.raises(ValueError, match="batch must be at least 1, got 0"):
+        nodes_mod.search.SamplerSchedulerSearch.execute(model, cond, cond, 1.0, lat, 4, 8, 0, "", batch=0,
+                                                        reference_steps=10)
+    with pytest.raises(ValueError, match="max_batch must be at least 1, got 0"):
+        optimise(nodes_mod, model, "low-input", max_batch=0)

@@ -93,7 +93,7 @@ class _UniPCBase(StepMethod):
             # very sigma (h = 0, where ComfyUI divides by zero) Euler to 0 from the corrected x instead:
             # x - s eps with the eps of this step's evaluation (made at the predicted point ``ctx.x_eval``).
             if abs(math.log(s / ctx.compat.unipc_final_sigma)) < 1e-6:
-                return x - ctx.x_eval + denoised if ctx.x_eval is not None else denoised
+                return denoised + (x - ctx.x_eval)
             s1 = ctx.compat.unipc_final_sigma
         hist = ctx.history
         p = max(1, min(opts["order"], n - 1, len(hist) + 1, n - i))
