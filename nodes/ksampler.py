@@ -12,7 +12,7 @@ import torch
 from comfy_api.latest import io
 
 from ..sampler_core.loop import plan_nfe
-from ..sampler_core.plan import resolve_plan
+from ..sampler_core.plan import PlanError, resolve_plan
 from . import presets_store
 from .comfy_sampler import plan_sampler
 from .schedule_logic import (
@@ -24,6 +24,7 @@ from .schedule_logic import (
     check_sigmas,
     drop_repeated_sigmas,
     final_method,
+    is_flow,
     ksampler_sigmas,
     model_family_table,
     parse_user_plan,
@@ -48,7 +49,9 @@ def run_plan(model, seed: int, cfg: float, plan_text: str, sigmas: torch.Tensor,
                             float(model.get_model_object("model_sampling").sigma_max))
     n = len(sigmas) - 1
     per_step = resolve_plan(plan, n)
-    nfe = plan_nfe(per_step, sigmas)
+    ms = model.get_model_object("model_sampling")
+    flow = {"model_kind": "flow", "flow_first_sigma": float(ms.percent_to_sigma(1e-4))} if is_flow(ms) else {}
+    nfe = plan_nfe(per_step, sigmas, **flow)
     latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
     noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
     callback = latent_preview.prepare_callback(model, n)
@@ -95,10 +98,17 @@ class SamplerSchedulerKSampler(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, scheduler: str = "", **_: object) -> tuple:
+        """With scheduler 'ays' the sigmas may come from a saved preset, which changes outside the graph: run again
+        when the preset folder changed (as AYS Sigmas does), not only when an input did."""
+        return presets_store.folder_signature() if scheduler == AYS_SCHEDULER else ()
+
+    @classmethod
     def execute(cls, model, seed, steps, cfg, plan, scheduler, positive, negative, latent_image, denoise,
                 sigmas=None) -> io.NodeOutput:
         check_cfg(cfg)
         parsed = parse_user_plan(plan)
+        dropped = 0
         if sigmas is not None:
             sig = check_sigmas(sigmas).float().cpu()
             used = "SIGMAS input"
@@ -123,7 +133,14 @@ class SamplerSchedulerKSampler(io.ComfyNode):
             except ValueError as e:  # e.g. ComfyUI's kl_optimal divides by steps - 1
                 raise ValueError(f"scheduler {scheduler!r} with {steps} step(s) and denoise {denoise:g} gives an "
                                  f"unusable schedule ({e}); choose another step count or scheduler") from e
-        out, nfe = run_plan(model, seed, cfg, plan, sig, positive, negative, latent_image)
+        try:
+            out, nfe = run_plan(model, seed, cfg, plan, sig, positive, negative, latent_image)
+        except PlanError as e:
+            if dropped:
+                raise ValueError(f"{e} (scheduler {scheduler!r} with {steps} steps and denoise {denoise:g} repeats "
+                                f"{dropped} sigma(s), which were dropped: {len(sig) - 1} distinct step(s) are left; "
+                                "raise denoise, choose another scheduler or use fewer fixed counts)") from e
+            raise
         msg = f"{len(sig) - 1} steps, NFE {nfe} ({used})"
         return io.NodeOutput(out, ui={"text": [msg]})
 

@@ -25,6 +25,7 @@ import torch
 from comfy_api.latest import io
 
 from ..sampler_core.search import SearchConfig, SearchResult, search_plan
+from ..schedules.ays_tables import loglinear_interp
 from ..schedules.presets import AYSPreset, PresetError, check_file_free, preset_filename, read_json_file, save_preset
 from . import presets_store
 from .ays_optimize import check_preset_name
@@ -45,14 +46,43 @@ def plans_dir() -> str:
 def ays_table(sigmas: torch.Tensor, sigma_min: float) -> list[float]:
     """The searched sigmas as an AYS table (n + 1 positive values; AYS Sigmas puts the final 0 back)."""
     sig = [float(v) for v in sigmas.tolist()[:-1]]
-    return sig + [sigma_min if sigma_min < sig[-1] else sig[-1] * 0.5]
+    return sig + [_after(sig[-1], sigma_min)]
+
+
+def _after(last: float, sigma_min: float) -> float:
+    """The table's value after its last positive sigma (replaced by 0 at the table's own step count): sigma_min as in
+    the published tables, or half the last sigma when that is (within float32 precision of) sigma_min already."""
+    return sigma_min if sigma_min < last * (1 - 1e-4) else last * 0.5
+
+
+FINE_STEPS = (1000, 200)  # step counts of the fine table tried in turn (the first one float32 can hold)
+
+
+def fine_ays_table(sigmas: torch.Tensor, sigma_min: float) -> tuple[int, list[float]] | None:
+    """The searched schedule for AYS Sigmas at other step counts: its n positive sigmas log-linearly resampled to K
+    (:data:`FINE_STEPS`), plus the table's last value. AYS Sigmas resamples a table's n + 1 values, the last one
+    replaced by 0; from the n-step table alone the last sampled point of k > n steps would fall between the
+    searched last sigma and the value after it, below the model's sigma_min when the search ended there. From the
+    fine table every k <= K stays within the searched range. None when n < 2 or float32 cannot hold K points."""
+    positive = sigmas[:-1].double()
+    if len(positive) < 2:
+        return None
+    for k in FINE_STEPS:
+        if k <= len(positive):
+            return None
+        fine = loglinear_interp(positive, k)
+        table = [float(v) for v in fine] + [_after(float(fine[-1]), sigma_min)]
+        t32 = torch.tensor(table, dtype=torch.float64).float()
+        if bool((t32[1:] < t32[:-1]).all()) and bool((t32 > 0).all()):
+            return k, table
+    return None
 
 
 def check_search_name(name: str) -> str:
     """Validate a Search preset name before the search runs: the AYS optimiser's name rule, and neither its plan
     file nor its AYS preset file may hold another preset (names that map to the same file name)."""
     check_preset_name(name)
-    check_file_free(os.path.join(plans_dir(), preset_filename(name)), name)
+    check_file_free(os.path.join(plans_dir(), preset_filename(name)), name, PlanPresetError)
     presets_store.check_name_free(AYS_PREFIX + name)
     return name
 
@@ -62,8 +92,15 @@ def save_search_preset(name: str, result: SearchResult, identity: dict, settings
     ``searched-<name>``; returns the plan file's path."""
     check_search_name(name)
     os.makedirs(plans_dir(), exist_ok=True)
+    record = result.to_dict()
+    # the rows where the best fitness improved (and the last one): a file of bounded size, the curve intact
+    # (every row, ~160 bytes each, would pass the plan file's size limit after ~12000 evaluations)
+    rows = record["history"]
+    record["history"] = [r for k, r in enumerate(rows)
+                         if k == 0 or k == len(rows) - 1 or r.get("best") != rows[k - 1].get("best")]
+    record["history_rows"] = "rows where the best fitness changed, and the last"
     data = {"format": PLAN_PRESET_FORMAT, "version": 1, "name": name, "model": identity, "search": settings,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **result.to_dict()}
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **record}
     path = os.path.join(plans_dir(), preset_filename(name))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=plans_dir())
     try:
@@ -75,10 +112,15 @@ def save_search_preset(name: str, result: SearchResult, identity: dict, settings
             os.unlink(tmp)
         raise
     n = len(result.sigmas) - 1
+    tables = {n: ays_table(result.sigmas, sigma_min)}
+    fine = fine_ays_table(result.sigmas, sigma_min)
+    if fine is not None:
+        tables[fine[0]] = fine[1]
     save_preset(presets_store.presets_dir(), AYSPreset(
         name=AYS_PREFIX + name, model={"searched_for": identity},
-        conditioning={"source": "Sampler Scheduler Search", "plan": result.plan.to_text(), **settings},
-        sigmas={n: ays_table(result.sigmas, sigma_min)}))
+        conditioning={"source": "Sampler Scheduler Search", "plan": result.plan.to_text(), **settings,
+                      **({"fine_table_steps": fine[0]} if fine is not None else {})},
+        sigmas=tables))
     return path
 
 

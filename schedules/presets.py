@@ -14,9 +14,10 @@ File layout (one preset per ``<name>.json``)::
     }
 
 Sigma lists are in the model's own sigma space, descending, strictly positive (the final 0 is added
-when sigmas are produced, as for the published tables). A file that breaks any rule raises
-:class:`PresetError` naming the file and the problem; :func:`list_presets` skips such files and
-returns warnings instead, so a bad file never breaks a node's preset list.
+when sigmas are produced, as for the published tables), and still so in float32, the precision of SIGMAS.
+A file that breaks any rule raises :class:`PresetError` naming the file and the problem;
+:func:`list_presets` skips such files and returns warnings instead, so a bad file never breaks a node's
+preset list.
 """
 
 from __future__ import annotations
@@ -165,6 +166,13 @@ def validate_preset_dict(data: Any, source: str = "<data>") -> None:
             if not vals[j + 1] < vals[j]:
                 raise PresetError(source, f"{where} is not strictly decreasing at index {j + 1} "
                                           f"({vals[j]!r} then {vals[j + 1]!r})")
+        v32 = torch.tensor(vals, dtype=torch.float64).float()  # SIGMAS are float32: what ComfyUI will see
+        if not bool(torch.isfinite(v32).all()) or not bool((v32 > 0).all()):
+            raise PresetError(source, f"{where} has a value outside float32's range (SIGMAS are float32)")
+        if not bool((v32[1:] < v32[:-1]).all()):
+            j = int(torch.nonzero(v32[1:] >= v32[:-1])[0]) + 1
+            raise PresetError(source, f"{where} is not strictly decreasing in float32 (SIGMAS' precision) at index "
+                                      f"{j} ({vals[j - 1]!r} then {vals[j]!r})")
     history = data.get("klub_history", {})
     if not isinstance(history, dict):
         raise PresetError(source, "klub_history must be an object mapping step counts to lists of numbers")
@@ -258,10 +266,11 @@ def save_preset_file(path: str | os.PathLike, preset: AYSPreset) -> Path:
     return path
 
 
-def check_file_free(path: str | os.PathLike, name: str) -> None:
+def check_file_free(path: str | os.PathLike, name: str, error: type[PresetError] | None = None) -> None:
     """Refuse to overwrite ``path`` when it holds a *different* name (names that differ only in characters
     :func:`preset_filename` replaces, e.g. ``a b`` and ``a_b``, share a file). The same name (an update) and a
-    file that is not readable JSON with a name (it would be skipped anyway) may be overwritten."""
+    file that is not readable JSON with a name (it would be skipped anyway) may be overwritten. ``error``: the
+    error class (what kind of file it is, for the message)."""
     path = Path(path)
     if not path.is_file():
         return
@@ -270,8 +279,8 @@ def check_file_free(path: str | os.PathLike, name: str) -> None:
     except (PresetError, AttributeError):
         return
     if isinstance(other, str) and other != name:
-        raise PresetError(name, f"its file name {path.name} already holds the preset {other!r}; choose a name that "
-                                "differs in more than spaces and punctuation")
+        raise (error or PresetError)(name, f"its file name {path.name} already holds the preset {other!r}; choose "
+                                           "a name that differs in more than spaces and punctuation")
 
 
 def save_preset(directory: str | os.PathLike, preset: AYSPreset) -> Path:

@@ -336,3 +336,68 @@ def test_search_and_optimiser_name_an_input_below_its_lowest_value(nodes_mod, us
                                                         reference_steps=10)
     with pytest.raises(ValueError, match="max_batch must be at least 1, got 0"):
         optimise(nodes_mod, model, "low-input", max_batch=0)
+
+
+def _write_preset(folder, name: str, model_identity: dict, table: list[float]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps({
+        "format": "sampler-scheduler-ays-schedule", "version": 1, "name": name, "model": model_identity,
+        "sigmas": {str(len(table) - 1): table}, "created": "2026-11-24T10:00:00+00:00"}))
+
+
+def _ays_text(nodes_mod, model, preset: str = "auto", steps: int = 10) -> str:
+    return nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas.execute(model, preset, steps, 1.0).ui["text"][0]
+
+
+def test_auto_preset_of_a_built_in_model_follows_its_model_sampling_patch(nodes_mod, user_dir):
+    """A ModelSampling patch (here zsnr: sigma_max 4519 instead of 14.6) makes another model: 'auto' must not hand
+    a schedule made for one to the other. A preset with the old identity ({"builtin": kind}, as the command writes)
+    is still auto-picked by the unpatched model whose sigma range it spans."""
+    from comfy_extras import nodes_model_advanced as nma
+
+    plain = comfy_helpers.make_toy_model("gmm-eps")
+    zsnr = nma.ModelSamplingDiscrete().patch(plain, "eps", True)[0]
+    folder = user_dir / "sampler_scheduler" / "ays_schedules"
+    ident = nodes_mod.presets_store.model_identity(zsnr)
+    ms_z = zsnr.get_model_object("model_sampling")
+    table_z = torch.logspace(math.log10(float(ms_z.sigma_max)), math.log10(float(ms_z.sigma_min)), 11).tolist()
+    _write_preset(folder, "for-zsnr", ident, table_z)
+    assert "for-zsnr" in _ays_text(nodes_mod, zsnr)
+    assert "fallback" in _ays_text(nodes_mod, plain)
+    sig = nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas.execute(plain, "auto", 10, 1.0).result[0]
+    assert sig[0].item() == pytest.approx(14.6146, rel=1e-4)
+    ms = plain.get_model_object("model_sampling")
+    table = torch.logspace(math.log10(float(ms.sigma_max)), math.log10(float(ms.sigma_min)), 11).tolist()
+    _write_preset(folder, "legacy", {"builtin": "gmm-eps"}, table)
+    assert "legacy" in _ays_text(nodes_mod, plain)
+    assert "for-zsnr" in _ays_text(nodes_mod, zsnr)  # the legacy one spans another range: not the zsnr model's
+
+
+def test_a_preset_file_named_like_a_built_in_preset_is_skipped_not_listed_twice(nodes_mod, user_dir):
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    folder = user_dir / "sampler_scheduler" / "ays_schedules"
+    ms = model.get_model_object("model_sampling")
+    table = torch.logspace(math.log10(float(ms.sigma_max)), math.log10(float(ms.sigma_min)), 11).tolist()
+    for name in ("SD1", "auto", "mine"):
+        _write_preset(folder, name, {"builtin": "gmm-eps"}, table)
+    options = combo_options(nodes_mod)
+    assert options.count("SD1") == 1 and options.count("auto") == 1 and "mine" in options
+    assert "published" not in _ays_text(nodes_mod, model, "SD1") and "preset SD1" in _ays_text(nodes_mod, model,
+                                                                                                "SD1")
+    sd1 = nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas.execute(model, "SD1", 10, 1.0).result[0]
+    assert sd1[1].item() != pytest.approx(table[1], rel=1e-3)  # the published table, not the file's
+    assert "'mine'" in _ays_text(nodes_mod, model)  # 'auto' picks the usable one
+
+
+def test_ksampler_with_the_ays_scheduler_runs_again_after_a_preset_changes(nodes_mod, user_dir):
+    """ComfyUI reuses a node's cached output unless an input or its fingerprint changed: with scheduler 'ays' the
+    KSampler's sigmas depend on the saved presets, so its fingerprint follows the preset folder."""
+    ks = nodes_mod.ksampler.SamplerSchedulerKSampler
+    before = ks.fingerprint_inputs(scheduler="ays", steps=10)
+    assert ks.fingerprint_inputs(scheduler="karras") == ks.fingerprint_inputs(scheduler="karras")
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    ms = model.get_model_object("model_sampling")
+    table = torch.logspace(math.log10(float(ms.sigma_max)), math.log10(float(ms.sigma_min)), 11).tolist()
+    _write_preset(user_dir / "sampler_scheduler" / "ays_schedules", "new", {"builtin": "gmm-eps"}, table)
+    assert ks.fingerprint_inputs(scheduler="ays", steps=10) != before
+    assert ks.fingerprint_inputs(scheduler="karras") == ()

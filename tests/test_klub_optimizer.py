@@ -435,6 +435,7 @@ def test_preset_sigmas_use_exact_step_counts_or_interpolate_the_finest():
         (lambda text: text.replace('"created": "', '"created": "yesterday '), "ISO 8601"),
         (lambda text: text.replace('"name": "My model"', '"name": "My model", "name": "x"'), "twice"),
         (lambda text: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        (lambda text: text.replace("14.614642", "1e300", 1), "outside float32's range"),
     ],
 )
 def test_corrupt_or_hand_edited_preset_raises_a_clear_error(tmp_path, edit, problem):
@@ -492,3 +493,15 @@ def test_list_presets_skips_bad_files_with_warnings(tmp_path):
     assert all("skipped" in w for w in warnings)
     assert any("broken.json" in w for w in warnings) and any("list.json" in w for w in warnings)
     assert list_presets(tmp_path / "missing") == ([], [])
+
+
+def test_preset_whose_sigmas_collapse_in_float32_is_refused(tmp_path):
+    """Two values 1e-9 apart are distinct in the file (float64) but one value in SIGMAS (float32): a zero-length
+    step. Validation checks what ComfyUI will see."""
+    path = save_preset(tmp_path, make_preset())
+    data = json.loads(path.read_text())
+    s10 = data["sigmas"]["10"]
+    s10[5] = s10[4] * (1 - 1e-9)
+    path.write_text(json.dumps(data))
+    with pytest.raises(PresetError, match="not strictly decreasing in float32"):
+        load_preset(path)

@@ -368,3 +368,52 @@ def test_pure_ddim_plan_with_the_largest_seed_gives_a_clear_error(nodes_mod, toy
     for seed, plan in ((top, "* euler"), (top - 1, "* ddim")):
         out = our_ksampler(nodes_mod, toy["gmm-eps"], seed, 4, 1.0, plan, "karras", latent(), 1.0)
         assert torch.isfinite(out).all()
+
+
+def _count_calls(model) -> dict:
+    calls = {"n": 0}
+    model.set_model_unet_function_wrapper(lambda f, a: (calls.__setitem__("n", calls["n"] + 1),
+                                                        f(a["input"], a["timestep"], **a["c"]))[1])
+    return calls
+
+
+@pytest.mark.parametrize("plan", ["dpmpp_2s_ancestral eta=2", "dpm_2_ancestral eta=2", "dpmpp_2s_ancestral"])
+def test_ksampler_nfe_on_a_flow_model_equals_its_model_calls(nodes_mod, toy, plan):
+    """The NFE shown after a run counts a flow model's ancestral steps as a flow model runs them (eta = 2 on the
+    uniform 'simple' schedule of a shift-1 flow model reaches sigma_down = 0 on one step: one call there)."""
+    from comfy_extras import nodes_model_advanced as nma
+
+    model = nma.ModelSamplingSD3().patch(toy["gmm-flow"], 1.0)[0]
+    calls = _count_calls(model)
+    cond = comfy_helpers.empty_conditioning()
+    out = nodes_mod.ksampler.SamplerSchedulerKSampler.execute(model, 1, 6, 1.0, plan, "simple", cond, cond,
+                                                              latent(batch=1), 1.0)
+    assert torch.isfinite(out.result[0]["samples"]).all()
+    assert f"NFE {calls['n']} " in out.ui["text"][0], (out.ui["text"][0], calls["n"])
+
+
+def test_flow_ancestral_step_at_the_largest_eta_denoises_and_renoises_instead_of_a_nan(nodes_mod, toy):
+    """At eta = 1 / (1 - s1/s) the flow ancestral split steps to sigma_down = 0: the step is x0 renoised to s1
+    ((1 - s1) x0 + s1 z), one model call, a finite image; one eta more is a clear error."""
+    from comfy_extras import nodes_model_advanced as nma
+
+    model = nma.ModelSamplingSD3().patch(toy["gmm-flow"], 1.0)[0]
+    cond = comfy_helpers.empty_conditioning()
+    ks = nodes_mod.ksampler.SamplerSchedulerKSampler
+    # dpm_2_ancestral runs on 7 sigmas with the penultimate dropped (as ComfyUI): its boundary is the step 3/7 -> 2/7
+    for method, boundary in (("dpmpp_2s_ancestral", 2), ("dpm_2_ancestral", 3)):
+        calls = _count_calls(model)
+        out = ks.execute(model, 3, 6, 1.0, f"{method} eta={boundary}", "simple", cond, cond, latent(batch=1), 1.0)
+        assert torch.isfinite(out.result[0]["samples"]).all()
+        assert f"NFE {calls['n']} " in out.ui["text"][0] and calls["n"] == 10  # 4 steps x 2, 1 at the boundary, 1
+        with pytest.raises(ValueError, match=f"eta={boundary + 1} is too large"):
+            ks.execute(model, 3, 6, 1.0, f"{method} eta={boundary + 1}", "simple", cond, cond, latent(batch=1), 1.0)
+
+
+def test_fixed_counts_after_dropped_repeats_name_the_dropped_sigmas(nodes_mod, toy):
+    """A tiny denoise leaves one distinct sigma pair out of 40 steps: a plan with 10 fixed steps cannot run, and the
+    error says why (the repeats were dropped), not only 'use more steps'."""
+    cond = comfy_helpers.empty_conditioning()
+    with pytest.raises(ValueError, match=r"repeats 39 sigma\(s\), which were dropped: 1 distinct step"):
+        nodes_mod.ksampler.SamplerSchedulerKSampler.execute(toy["gmm-eps"], 1, 40, 1.0, "10 euler\n* dpmpp_2m",
+                                                            "simple", cond, cond, latent(batch=1), 0.001)

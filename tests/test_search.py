@@ -313,8 +313,8 @@ def test_command_rejects_fewer_than_one_restart(tmp_path, capsys):
 
 def test_command_rejects_an_unknown_predictor_by_name(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        S.main(["--model", "gmm-eps", "--nfe", "3", "--out", str(tmp_path / "p.json"), "--predictor", "forest"])
-    assert "forest" in capsys.readouterr().err
+        S.main(["--model", "gmm-eps", "--nfe", "3", "--out", str(tmp_path / "p.json"), "--predictor", "boosting"])
+    assert "boosting" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- in ComfyUI
@@ -352,6 +352,14 @@ def test_search_node_plan_and_sigmas_run_unchanged_in_ksampler_solver_mix_and_ay
     assert "searched-unit" in nodes.ays_sigmas.preset_options()
     ays = nodes.ays_sigmas.SamplerSchedulerAYSSigmas.execute(model, "searched-unit", n, 1.0).result[0]
     assert torch.allclose(ays, sigmas, rtol=1e-6)
+    # at other step counts (resampled as AYS tables are) it stays within the searched range, never below
+    # the model's sigma_min (the search often ends there)
+    ms = model.get_model_object("model_sampling")
+    for k in (1, n - 1, n + 1, 2 * n, 3 * n, 50):
+        other = nodes.ays_sigmas.SamplerSchedulerAYSSigmas.execute(model, "searched-unit", k, 1.0).result[0]
+        assert len(other) == k + 1 and other[-1] == 0 and bool((other[1:] < other[:-1]).all())
+        assert other[:-1].min().item() >= min(float(sigmas[-2]), float(ms.sigma_min)) * (1 - 1e-6), k
+        assert other[0].item() == pytest.approx(float(sigmas[0]), rel=1e-6)
     # our KSampler: plan text + SIGMAS input
     box["calls"] = 0
     res = nodes.ksampler.SamplerSchedulerKSampler.execute(model, 5, 99, 1.0, plan_text, "karras", cond, cond,
@@ -386,6 +394,11 @@ def test_search_node_restarts_spend_every_run_and_record_them_in_the_preset(pack
     assert calls_one < box["calls"] < 2 * calls_one  # two searches, one shared reference run
     saved = json.loads((user_dir / "sampler_scheduler" / "plans" / "two.json").read_text())
     assert saved["search"]["restarts"] == 2 and saved["plan"] == out.result[0]
+    # the file keeps the best-so-far curve (rows where it changed, and the last), not every evaluation: a search of
+    # 100000 evaluations x 16 restarts must still give a plan file the import dialog reads (at most 2 MB)
+    rows = saved["history"]
+    assert rows[0]["eval"] == 1 and rows[-1]["eval"] == 20 and len(rows) < 20
+    assert all(a["best"] != b["best"] for a, b in zip(rows[:-2], rows[1:-1], strict=True))
     err_one = float(one.ui["text"][0].split("RMSE to the reference ")[1].split(" ")[0])
     err_two = float(out.ui["text"][0].split("RMSE to the reference ")[1].split(" ")[0])
     assert err_two <= err_one  # the first run is the single run of the same seed; the best of both is kept
@@ -549,8 +562,8 @@ def test_mean_predictor_averages_the_linear_and_kernel_predictions():
 
 
 def test_unknown_predictor_name_or_a_too_small_window_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown predictor 'forest'"):
-        S.SearchConfig(predictor="forest")
+    with pytest.raises(ValueError, match="unknown predictor 'boosting'"):
+        S.SearchConfig(predictor="boosting")
     with pytest.raises(ValueError, match="predictor_window"):
         S.SearchConfig(predictor_window=1)
 

@@ -31,8 +31,11 @@ def _dpm2_to(ctx: StepContext, x: torch.Tensor, denoised: torch.Tensor, s: float
 def flow_ancestral_split(name: str, s: float, s1: float, eta: float) -> tuple[float, float, float]:
     """:func:`ancestral_step_flow32` for the two-evaluation ancestral methods, which take logs of sigma_down:
     sigma_down = s1 (1 + (s1 / s - 1) eta) is below 0 when eta > 1 / (1 - s1 / s), so such an eta is an error
-    (ComfyUI's own RF samplers return NaN there); eta <= 1 is always valid."""
+    (ComfyUI's own RF samplers return NaN there); eta <= 1 is always valid. At the boundary (sigma_down = 0, up to
+    float32 rounding) the step denoises fully and renoises to s1: x' = (1 - s1) x0 + s1 z, the limit of the split."""
     down, renoise, scale = ancestral_step_flow32(s, s1, eta)
+    if s1 > 0 and abs(down) <= 1e-6 * s1 * max(eta, 1.0):
+        return 0.0, float(s1), float(1.0 - s1)
     if s1 > 0 and down < 0:
         raise ValueError(f"{name}: eta={eta:g} is too large for the step from sigma {s:.4g} to {s1:.4g} of a flow "
                          f"model: it would step to sigma_down={down:.3g} < 0. Use eta <= {1 / (1 - s1 / s):.3g} "
@@ -102,8 +105,11 @@ class DPM2Ancestral(StepMethod):
         down, up, scale = cls._down(ctx, i, opts["eta"])
         ctx.down = down
         if down == 0:
-            return euler_to(x, denoised, s, 0.0)
-        x = _dpm2_to(ctx, x, denoised, s, down)
+            x = euler_to(x, denoised, s, 0.0)
+            if ctx.kind != "flow" or s1 == 0:  # eps: as ComfyUI, no fresh noise after a full denoising step
+                return x
+        else:
+            x = _dpm2_to(ctx, x, denoised, s, down)
         if up > 0:
             z = ctx.noise(cls.noise_kind, s, s1)
             if scale != 1.0:
@@ -126,7 +132,7 @@ class DPMpp2SAncestral(StepMethod):
     def calls(cls, sched: Schedule, i: int, opts: dict[str, Any]) -> int:
         s, s1 = sched.sig[i], sched.sig[i + 1]
         if sched.kind == "flow":
-            return 1 if s1 == 0 else 2
+            return 1 if s1 == 0 or flow_ancestral_split(cls.name, s, s1, opts["eta"])[0] == 0 else 2
         return 1 if ancestral_step32(s, s1, opts["eta"])[0] == 0 else 2
 
     @classmethod
@@ -138,6 +144,10 @@ class DPMpp2SAncestral(StepMethod):
             ctx.down = down
             if s1 == 0:
                 return euler_to(x, denoised, s, down)
+            if down == 0:  # the boundary eta: denoise fully, then renoise to s1
+                x = denoised.clone()
+                z = ctx.noise(cls.noise_kind, s, s1)
+                return x.mul_(scale).add_(z, alpha=s_noise * renoise)
             if s == 1.0:
                 s_mid = 0.9999  # ComfyUI's special case: lambda(1) = -inf
             else:
