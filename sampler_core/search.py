@@ -20,7 +20,7 @@ repair) proposes candidates in stages; a predictor of log fitness on a feature e
 (knobs and their products, per step the method and option values), by default a linear ridge regression refit
 on the real evaluations after each stage, screens each stage's proposals so that only the predicted best are
 evaluated for real (the paper's learned predictor; a kernel ridge regression, the mean of the two, a per-stage
-choice of the two by leave-one-out error, and k-NN are options).
+choice of the two by leave-one-out error, k-NN and a random forest are options).
 The last ``refine_share`` of the evaluations is a local search from the best candidate (coordinate moves
 of the schedule knobs, then of each step's choice). Optionally several independent runs (restarts), keeping the
 one with the lowest search fitness. Deterministic for a seed.
@@ -391,6 +391,88 @@ class KNN:
         return self.y[idx].mean(axis=1)
 
 
+class Forest:
+    """Random forest regression (Breiman 2001; the surrogate SMAC uses for mixed categorical and continuous
+    configuration spaces): ``trees`` regression trees, each grown on a bootstrap sample, at every node the split
+    (feature, midpoint threshold) among a random third of the features that most lowers the squared error,
+    leaves of at least ``min_leaf`` points; the prediction is the mean of the trees' leaf means. ``loo`` after a
+    fit: the out-of-bag mean squared error (each point predicted by the trees whose sample left it out)."""
+
+    def __init__(self, trees: int = 24, min_leaf: int = 2, max_depth: int = 12, seed: int = 0) -> None:
+        self.trees, self.min_leaf, self.max_depth = trees, min_leaf, max_depth
+        self.rng = np.random.default_rng(seed)
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Forest:
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        n, f = x.shape
+        k = max(1, f // 3)
+        self.forest = []
+        oob_sum, oob_n = np.zeros(n), np.zeros(n)
+        for _ in range(self.trees):
+            rows = self.rng.integers(n, size=n)
+            out_of_bag = np.setdiff1d(np.arange(n), rows)
+            feat, thr, left, right, value = [], [], [], [], []
+            stack = [(rows, 0, -1, False)]  # (rows, depth, parent node, is right child)
+            while stack:
+                idx, depth, parent, is_right = stack.pop()
+                node = len(feat)
+                feat.append(-1)
+                thr.append(0.0)
+                left.append(-1)
+                right.append(-1)
+                value.append(float(y[idx].mean()))
+                if parent >= 0:
+                    (right if is_right else left)[parent] = node
+                m = len(idx)
+                if depth >= self.max_depth or m < 2 * self.min_leaf:
+                    continue
+                cols = self.rng.choice(f, size=min(k, f), replace=False)
+                xs = x[np.ix_(idx, cols)]
+                order = np.argsort(xs, axis=0, kind="stable")
+                xs = np.take_along_axis(xs, order, axis=0)
+                ys = y[idx][order]
+                cs = np.cumsum(ys, axis=0)[:-1]
+                cnt = np.arange(1, m)[:, None]
+                score = cs**2 / cnt + (cs[-1:] + ys[-1:] - cs) ** 2 / (m - cnt)  # larger = lower squared error
+                ok = (xs[1:] > xs[:-1]) & (cnt >= self.min_leaf) & (m - cnt >= self.min_leaf)
+                if not ok.any():
+                    continue
+                score = np.where(ok, score, -np.inf)
+                i, j = np.unravel_index(int(np.argmax(score)), score.shape)
+                if score[i, j] <= float(ys[:, 0].sum()) ** 2 / m + 1e-12:  # no split lowers the error
+                    continue
+                lo, hi = float(xs[i, j]), float(xs[i + 1, j])
+                mid = lo + 0.5 * (hi - lo)
+                feat[node], thr[node] = int(cols[j]), mid if lo <= mid < hi else lo
+                go_left = x[idx, feat[node]] <= thr[node]
+                stack.append((idx[~go_left], depth + 1, node, True))
+                stack.append((idx[go_left], depth + 1, node, False))
+            self.forest.append(tuple(np.array(a) for a in (feat, thr, left, right, value)))
+            if len(out_of_bag):
+                oob_sum[out_of_bag] += self._tree_predict(self.forest[-1], x[out_of_bag])
+                oob_n[out_of_bag] += 1
+        seen = oob_n > 0  # out-of-bag mean squared error (each point predicted by the trees that did not see it)
+        self.loo = float(np.mean((oob_sum[seen] / oob_n[seen] - y[seen]) ** 2)) if seen.any() else math.inf
+        return self
+
+    def _tree_predict(self, tree: tuple, x: np.ndarray) -> np.ndarray:
+        feat, thr, left, right, value = tree
+        rows = np.arange(len(x))
+        node = np.zeros(len(x), dtype=np.int64)
+        for _ in range(self.max_depth + 1):
+            f = feat[node]
+            inner = f >= 0
+            if not inner.any():
+                break
+            go = np.where(x[rows, np.maximum(f, 0)] <= thr[node], left[node], right[node])
+            node = np.where(inner, go, node)
+        return value[node]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        return sum(self._tree_predict(t, x) for t in self.forest) / len(self.forest)
+
+
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T, 0.0)
 
@@ -398,7 +480,7 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- search
 
 
-PREDICTORS = ("ridge", "kernel", "auto", "mean", "knn")
+PREDICTORS = ("ridge", "kernel", "auto", "mean", "knn", "forest")
 
 
 @dataclass
@@ -432,7 +514,9 @@ class SearchConfig:
     use_predictor: bool = True
     stochastic: bool | None = None  # SDE choices in the space (default: only with data)
     # "ridge" (linear, expanded features), "kernel" (kernel ridge regression), "auto" (per stage the one of the
-    # two with the lower leave-one-out error), "mean" (the average of the two) or "knn". On seeds 100-139 (40
+    # two with the lower leave-one-out error), "mean" (the average of the two), "knn" or "forest" (random forest;
+    # on seeds 100-119 it beat no predictor at NFE 8 on all three models but not at gmm-eps / digits NFE 5: README,
+    # "Other predictors"). On seeds 100-139 (40
     # runs, 300 evaluations, 128 samples; median evaluations to reach the no-predictor median, GMM eps/flow at NFE
     # 5/8) mean 120.5/274/282/257.5, ridge 141/245.5/301/301, kernel 107/301/261.5/273, auto 108/301/235/290.5,
     # none 280/294.5/295/297.5; but with "mean" the full benchmark searches (1500 evaluations) found worse plans
@@ -600,7 +684,7 @@ class _Searcher:
         linear ridge predictor's features, default unless the predictor is "kernel" or "knn") adds the squares
         and products of the fixed knobs and, with ``one_hot``, a one-hot of the choice per step."""
         if expanded is None:
-            expanded = self.cfg.predictor not in ("kernel", "knn")
+            expanded = self.cfg.predictor not in ("kernel", "knn", "forest")
         if self._feat is None:
             self._feat = [choice_features(ch) for ch in self.space]
         width = len(FAMILIES) + 6
@@ -838,6 +922,11 @@ class _Searcher:
         order = self.order if kind == "ridge" else self.order[-self.cfg.predictor_window:]
         cands = [c for c, _ in order]
         ys = np.array([math.log(f) if math.isfinite(f) and f > 0 else worst for _, f in order])
+        if kind == "forest":
+            forest = Forest(seed=self.seed * 7919 + len(cands)).fit(
+                np.array([self.features(c, False) for c in cands]), ys)
+            self.predictor_log.append({"stage_evals": len(cands), "loo": {"Forest": forest.loo}})
+            return lambda cs: forest.predict(np.array([self.features(c, False) for c in cs]))
         if kind == "knn":
             knn = KNN().fit(np.array([self.features(c, False) for c in cands]), ys)
             return lambda cs: knn.predict(np.array([self.features(c, False) for c in cs]))
