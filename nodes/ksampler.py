@@ -98,10 +98,11 @@ class SamplerSchedulerKSampler(io.ComfyNode):
         )
 
     @classmethod
-    def fingerprint_inputs(cls, scheduler: str = "", **_: object) -> tuple:
+    def fingerprint_inputs(cls, **_: object) -> tuple:
         """With scheduler 'ays' the sigmas may come from a saved preset, which changes outside the graph: run again
-        when the preset folder changed (as AYS Sigmas does), not only when an input did."""
-        return presets_store.folder_signature() if scheduler == AYS_SCHEDULER else ()
+        when the preset folder changed (as AYS Sigmas does), not only when an input did. Whatever the scheduler:
+        ComfyUI passes only widget values here, none when the scheduler comes from a link."""
+        return presets_store.folder_signature()
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, plan, scheduler, positive, negative, latent_image, denoise,

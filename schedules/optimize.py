@@ -348,6 +348,13 @@ def shifted_flow_sigmas(shift: float = FLOW_SHIFT) -> torch.Tensor:
     return shift * t / (1 + (shift - 1) * t)
 
 
+def _sampling_identity(sigmas: torch.Tensor, model_type: str) -> dict:
+    """The model-type and sigma-range keys of the AYS Sigmas node's model identity (``nodes.presets_store``) for a
+    built-in model without a ModelSampling patch, so that 'auto' there picks the command's presets."""
+    return {"model_type": model_type, "sigma_min": round(float(sigmas.min()), 5),
+            "sigma_max": round(float(sigmas.max()), 5)}
+
+
 def builtin_problem(model: str):
     """(VE denoiser, data source, initial 10-step VE schedule, model identity) of a built-in model.
 
@@ -361,12 +368,13 @@ def builtin_problem(model: str):
         from sampler_core.models.gmm import GaussianMixture
 
         gmm = GaussianMixture.for_latent(GMM_SHAPE, seed=0)
-        identity = {"builtin": model, "latent_shape": list(GMM_SHAPE), "mixture_seed": 0, "sampling": "eps"}
+        identity = {"builtin": model, **_sampling_identity(sd_discrete_sigmas(), "EPS"),
+                    "latent_shape": list(GMM_SHAPE), "mixture_seed": 0, "sampling": "eps"}
         if model == "gmm-eps":
             return gmm.denoise, gmm.sample, time_uniform_schedule(sd_discrete_sigmas(), 10), identity
         flow = shifted_flow_sigmas()
+        identity.update({"sampling": "flow", "shift": FLOW_SHIFT, **_sampling_identity(flow, "FLOW")})
         flow[-1] = FLOW_S_CAP
-        identity.update({"sampling": "flow", "shift": FLOW_SHIFT})
         initial = time_uniform_schedule(flow_to_ve_sigma(flow), 10)
         return flow_to_ve_denoiser(gmm.denoise_flow), gmm.sample, initial, identity
     if model == "digits":
@@ -375,7 +383,8 @@ def builtin_problem(model: str):
 
         net = load_digits_denoiser()
         data = pixels_to_latent(digits_pixels())  # [1797, 4, 4, 4]: one digit per latent
-        identity = {"builtin": "digits", "latent_shape": list(data.shape[1:]), "sampling": "eps"}
+        identity = {"builtin": "digits", **_sampling_identity(sd_discrete_sigmas(), "EPS"),
+                    "latent_shape": list(data.shape[1:]), "sampling": "eps"}
         return net.denoise, data, time_uniform_schedule(sd_discrete_sigmas(), 10), identity
     raise ValueError(f"unknown built-in model {model!r}: use gmm-eps, gmm-flow or digits")
 
@@ -445,10 +454,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--refine-samples", type=int, default=256,
                         help="noise samples of the solver refinement (each with a 200-step reference run)")
     args = parser.parse_args(argv)
+    for flag, value, low in (("--samples", args.samples, 1), ("--max-batch", args.max_batch, 1),
+                             ("--max-sweeps", args.max_sweeps, 1), ("--patience", args.patience, 1),
+                             ("--refine-samples", args.refine_samples, 1)):
+        if value < low:
+            parser.error(f"{flag} must be at least {low}, got {value}")
+    if not (math.isfinite(args.rel_tol) and args.rel_tol >= 0):
+        parser.error(f"--rel-tol must be a finite number >= 0, got {args.rel_tol}")
 
     from pathlib import Path
 
+    from .ays_tables import AYS_TABLES
     from .klub import KLUBObjective, KLUBSamples, ve_to_flow_sigma
+
+    name = args.name or Path(args.out).stem
+    if name.lower() in {"auto", *(n.lower() for n in AYS_TABLES)}:
+        parser.error(f"preset name {name!r} is taken by a built-in AYS preset; choose another --name")
     from .presets import AYSPreset, save_preset_file
 
     denoiser, data, initial, identity = builtin_problem(args.model)
@@ -483,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             v[0] = 1.0
             sigmas[k] = v
     preset = AYSPreset(
-        name=args.name or out.stem,
+        name=name,
         model=identity,
         conditioning={"source": "built-in model data (unconditional)", "klub_samples": args.samples,
                       "seed": args.seed, "early_stopping": config.early_stopping, "max_sweeps": config.max_sweeps,

@@ -371,6 +371,37 @@ def test_auto_preset_of_a_built_in_model_follows_its_model_sampling_patch(nodes_
     _write_preset(folder, "legacy", {"builtin": "gmm-eps"}, table)
     assert "legacy" in _ays_text(nodes_mod, plain)
     assert "for-zsnr" in _ays_text(nodes_mod, zsnr)  # the legacy one spans another range: not the zsnr model's
+    # v-prediction over the very same sigma range is another model too
+    vpred = nma.ModelSamplingDiscrete().patch(plain, "v_prediction", False)[0]
+    assert nodes_mod.presets_store.model_identity(vpred)["sampling_patch"] == "V_PREDICTION"
+    assert "fallback" in _ays_text(nodes_mod, vpred)
+    _write_preset(folder, "for-vpred", nodes_mod.presets_store.model_identity(vpred), table)
+    assert "for-vpred" in _ays_text(nodes_mod, vpred) and "legacy" in _ays_text(nodes_mod, plain)
+
+
+def test_auto_picks_the_newest_preset_by_its_creation_time_in_utc(nodes_mod, user_dir):
+    model = comfy_helpers.make_toy_model("gmm-eps")
+    folder = user_dir / "sampler_scheduler" / "ays_schedules"
+    ms = model.get_model_object("model_sampling")
+    table = torch.logspace(math.log10(float(ms.sigma_max)), math.log10(float(ms.sigma_min)), 11).tolist()
+    ident = nodes_mod.presets_store.model_identity(model)
+    for name, created in (("later", "2026-11-24T09:30:00-01:00"), ("earlier", "2026-11-24T10:00:00+00:00")):
+        _write_preset(folder, name, ident, table)
+        data = json.loads((folder / f"{name}.json").read_text())
+        data["created"] = created  # 10:30 UTC and 10:00 UTC: as strings the earlier one sorts last
+        (folder / f"{name}.json").write_text(json.dumps(data))
+    assert "'later'" in _ays_text(nodes_mod, model)
+
+
+@pytest.mark.parametrize("kind", ["gmm-eps", "gmm-flow", "digits"])
+def test_command_presets_carry_the_nodes_identity_of_the_built_in_model(nodes_mod, kind):
+    """The command writes the model type and sigma range the node's identity has, so 'auto' picks its presets
+    by identity (not only through the rule for presets without a sigma range)."""
+    from sampler_scheduler_pack.schedules.optimize import builtin_problem
+
+    ident = nodes_mod.presets_store.model_identity(comfy_helpers.make_toy_model(kind))
+    written = builtin_problem(kind)[3]
+    assert {k: written[k] for k in ident} == ident
 
 
 def test_a_preset_file_named_like_a_built_in_preset_is_skipped_not_listed_twice(nodes_mod, user_dir):
@@ -380,13 +411,14 @@ def test_a_preset_file_named_like_a_built_in_preset_is_skipped_not_listed_twice(
     table = torch.logspace(math.log10(float(ms.sigma_max)), math.log10(float(ms.sigma_min)), 11).tolist()
     for name in ("SD1", "auto", "mine"):
         _write_preset(folder, name, {"builtin": "gmm-eps"}, table)
+    _write_preset(folder, "sdxl", {"builtin": "gmm-eps"}, table)  # another name than SDXL: still selectable
     options = combo_options(nodes_mod)
-    assert options.count("SD1") == 1 and options.count("auto") == 1 and "mine" in options
-    assert "published" not in _ays_text(nodes_mod, model, "SD1") and "preset SD1" in _ays_text(nodes_mod, model,
-                                                                                                "SD1")
+    assert options.count("SD1") == 1 and options.count("auto") == 1 and "mine" in options and "sdxl" in options
     sd1 = nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas.execute(model, "SD1", 10, 1.0).result[0]
     assert sd1[1].item() != pytest.approx(table[1], rel=1e-3)  # the published table, not the file's
-    assert "'mine'" in _ays_text(nodes_mod, model)  # 'auto' picks the usable one
+    own = nodes_mod.ays_sigmas.SamplerSchedulerAYSSigmas.execute(model, "sdxl", 10, 1.0).result[0]
+    assert own[1].item() == pytest.approx(table[1], rel=1e-5)
+    assert "'mine'" in _ays_text(nodes_mod, model) or "'sdxl'" in _ays_text(nodes_mod, model)
 
 
 def test_ksampler_with_the_ays_scheduler_runs_again_after_a_preset_changes(nodes_mod, user_dir):
@@ -398,6 +430,13 @@ def test_ksampler_with_the_ays_scheduler_runs_again_after_a_preset_changes(nodes
     model = comfy_helpers.make_toy_model("gmm-eps")
     ms = model.get_model_object("model_sampling")
     table = torch.logspace(math.log10(float(ms.sigma_max)), math.log10(float(ms.sigma_min)), 11).tolist()
-    _write_preset(user_dir / "sampler_scheduler" / "ays_schedules", "new", {"builtin": "gmm-eps"}, table)
-    assert ks.fingerprint_inputs(scheduler="ays", steps=10) != before
-    assert ks.fingerprint_inputs(scheduler="karras") == ()
+    folder = user_dir / "sampler_scheduler" / "ays_schedules"
+    _write_preset(folder, "new", {"builtin": "gmm-eps"}, table)
+    after_save = ks.fingerprint_inputs(scheduler="ays", steps=10)
+    assert after_save != before
+    table[3] = float(f"{table[3] * 1.01:.4f}")  # a rewrite of the same preset (the file's size changes: file times
+    # may not, within one clock tick)
+    _write_preset(folder, "new", {"builtin": "gmm-eps"}, table)
+    assert ks.fingerprint_inputs(scheduler="ays", steps=10) != after_save
+    # ComfyUI passes only widget values: with the scheduler from a link the fingerprint still follows the folder
+    assert ks.fingerprint_inputs(steps=10) == ks.fingerprint_inputs(scheduler="ays", steps=10)

@@ -384,6 +384,23 @@ def test_command_writes_a_valid_preset(tmp_path):
     assert load_preset(plain).conditioning["solver_refinement"] is None
 
 
+@pytest.mark.parametrize("args, problem", [
+    (["--refine-samples", "0"], "--refine-samples must be at least 1"),
+    (["--samples", "0"], "--samples must be at least 1"),
+    (["--rel-tol", "nan"], "--rel-tol must be a finite number"),
+    (["--name", "SD1"], "taken by a built-in AYS preset"),
+])
+def test_command_rejects_bad_arguments_before_any_work(tmp_path, capsys, args, problem):
+    from schedules.optimize import main
+
+    out = tmp_path / "p.json"
+    with pytest.raises(SystemExit):
+        main(["--model", "gmm-eps", "--out", str(out), *args])
+    assert problem in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit):
+        main(["--model", "gmm-eps", "--out", str(tmp_path / "auto.json")])  # the name defaults to the file name
+
+
 # --------------------------------------------------------------------------------------------- presets
 
 

@@ -377,6 +377,31 @@ def test_search_node_plan_and_sigmas_run_unchanged_in_ksampler_solver_mix_and_ay
     assert torch.allclose(mix, res.result[0]["samples"], atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["gmm-eps", "gmm-flow"])
+def test_a_searched_schedule_ending_at_sigma_min_stays_in_range_at_other_step_counts(pack, user_dir, kind):
+    """The search often puts its last positive sigma on the model's sigma_min (float32). The AYS preset it saves is
+    resampled at other step counts (as AYS tables are): never below sigma_min, exact at the searched count."""
+    import comfy_helpers
+
+    nodes = pack.nodes
+    model = comfy_helpers.make_toy_model(kind)
+    ms = model.get_model_object("model_sampling")
+    smin, smax = float(ms.sigma_min), float(ms.sigma_max)
+    inner = torch.logspace(math.log10(smax * 0.9), math.log10(smin * 1.5), 4, dtype=torch.float64).tolist()
+    sigmas = torch.tensor([smax, *inner, smin, 0.0], dtype=torch.float32)
+    sigmas[-2] = ms.sigma_min.float()  # exactly the model's own float32 sigma_min
+    result = S.SearchResult(plan=parse_plan("euler"), sigmas=sigmas, fitness=0.1, nfe=6,
+                            history=[{"eval": 1, "fitness": 0.1, "best": 0.1}], evaluations=1, model_calls=6,
+                            seconds=0.0)
+    nodes.search.save_search_preset("edge", result, nodes.presets_store.model_identity(model), {}, smin)
+    ays = nodes.ays_sigmas.SamplerSchedulerAYSSigmas
+    assert torch.allclose(ays.execute(model, "searched-edge", 6, 1.0).result[0], sigmas, rtol=1e-6)
+    for k in (2, 5, 7, 12, 18, 60, 1000):
+        other = ays.execute(model, "searched-edge", k, 1.0).result[0]
+        assert len(other) == k + 1 and other[-1] == 0 and bool((other[1:] < other[:-1]).all())
+        assert other[:-1].min().item() >= smin * (1 - 1e-6), (k, other[:-1].min().item(), smin)
+
+
 def test_search_node_restarts_spend_every_run_and_record_them_in_the_preset(pack, user_dir):
     import comfy_helpers
 

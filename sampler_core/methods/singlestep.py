@@ -37,9 +37,11 @@ def flow_ancestral_split(name: str, s: float, s1: float, eta: float) -> tuple[fl
     if s1 > 0 and abs(down) <= 1e-6 * s1 * max(eta, 1.0):
         return 0.0, float(s1), float(1.0 - s1)
     if s1 > 0 and down < 0:
-        raise ValueError(f"{name}: eta={eta:g} is too large for the step from sigma {s:.4g} to {s1:.4g} of a flow "
-                         f"model: it would step to sigma_down={down:.3g} < 0. Use eta <= {1 / (1 - s1 / s):.3g} "
-                         "there (eta <= 1 is valid on every step).")
+        limit = 1 / (1 - s1 / s)
+        shown = math.floor(limit * 1e3) / 1e3 if limit < 1e3 else math.floor(limit)  # rounded down: a valid eta
+        raise ValueError(f"{name}: eta={eta:.10g} is too large for the step from sigma {s:.4g} to {s1:.4g} of a flow "
+                         f"model: it would step to sigma_down={down:.3g} < 0. Use eta <= {shown:g} there (eta <= 1 "
+                         "is valid on every step).")
     return down, renoise, scale
 
 
