@@ -31,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 log = logging.getLogger("sampler_scheduler")
 
@@ -101,6 +103,10 @@ async def read_json_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> A
         await asyncio.wait_for(read_all(), READ_TIMEOUT_S)
     except asyncio.TimeoutError:
         raise BadRequest(f"request body not received within {READ_TIMEOUT_S:g} s", status=408) from None
+    except web.HTTPException:
+        raise
+    except (RequestPayloadError, HttpProcessingError) as exc:  # e.g. a body its Content-Encoding does not decode
+        raise BadRequest(f"request body could not be read: {exc}") from None
     try:
         text = bytes(buf).decode("utf-8")
     except UnicodeDecodeError:
@@ -123,6 +129,21 @@ async def read_json_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> A
 
 def _reject_constant(name: str) -> Any:
     raise BadRequest(f"JSON constant {name} is not allowed; use finite numbers")
+
+
+def _preset_name(obj: dict[str, Any]) -> str | None:
+    """A preset name as the preset files allow it (1..100 printable characters, no path separator); whether such a
+    preset exists is checked when the preview is computed."""
+    value = obj.get("preset")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"'preset' must be a string, got {type(value).__name__}", field="preset")
+    if (not value.strip() or len(value) > MAX_NAME_CHARS or any(not ch.isprintable() for ch in value)
+            or "/" in value or "\\" in value):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        raise BadRequest(f"'preset' {shown!r} is not a valid preset name", field="preset", token=shown)
+    return value
 
 
 def _name(obj: dict[str, Any], key: str, *, required: bool, default: str | None = None) -> str | None:
@@ -171,12 +192,13 @@ def validate_preview_request(obj: Any) -> dict[str, Any]:
         raise BadRequest("'denoise' must be a number from 0 to 1", field="denoise")
     if not 0.0 <= denoise <= 1.0:
         raise BadRequest(f"'denoise' must be from 0 to 1, got {denoise:g}", field="denoise")
-    if 0.0 < denoise < 0.9999 and steps / denoise > MAX_SCHEDULE_STEPS:
+    scheduler = _name(obj, "scheduler", required=False)
+    preset = _preset_name(obj)
+    # the KSampler's denoise computes int(steps / denoise) sigmas first; AYS Sigmas only cuts steps + 1 of them
+    if scheduler is not None and 0.0 < denoise < 0.9999 and steps / denoise > MAX_SCHEDULE_STEPS:
         raise BadRequest(f"denoise {denoise:g} with {steps} steps needs a schedule of {steps / denoise:.4g} steps; "
                          f"the preview computes at most {MAX_SCHEDULE_STEPS} (raise denoise or lower steps)",
                          field="denoise")
-    scheduler = _name(obj, "scheduler", required=False)
-    preset = _name(obj, "preset", required=False)
     if scheduler is None and preset is None:
         raise BadRequest("give a 'scheduler' (KSampler) or a 'preset' (AYS sigmas)", field="scheduler")
     return {

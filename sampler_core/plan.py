@@ -481,6 +481,11 @@ class Plan:
             raise PlanError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
         except RecursionError:
             raise PlanError("invalid JSON: nested too deeply") from None
+        except PlanError:
+            raise
+        except ValueError as exc:  # Python's limit on the digits of an integer (4300)
+            raise PlanError("invalid JSON: a number has too many digits" if "digits" in str(exc)
+                            else f"invalid JSON: {exc}") from None
         return cls.from_dict(data)
 
 

@@ -420,3 +420,54 @@ def test_example_workflow_loads_in_the_frontend_without_missing_nodes(ui, comfy_
         widgets = {k: v for k, v in node["inputs"].items() if not isinstance(v, list)}
         theirs = {k: v for k, v in result["inputs"][node_id].items() if k in widgets}
         assert theirs == widgets, f"{name}: node {node_id} ({node['class_type']})"
+
+
+def test_import_dialog_survives_a_selection_dragged_out_and_escape_closes_the_topmost_only(ui, comfy_server):
+    page, log = ui
+    node_id, _ = add_node(page, "SamplerSchedulerSolverMix", 480, 640)
+    page.evaluate(f"() => ssTest.node({node_id}).ssOpenImportDialog()")
+    page.fill(".ss-plan-dialog-text", "* heun")
+    box = page.locator(".ss-plan-dialog-text").bounding_box()
+    page.mouse.move(box["x"] + 20, box["y"] + 20)
+    page.mouse.down()  # a text selection started in the textarea ...
+    page.mouse.move(5, 5)
+    page.mouse.up()  # ... and released over the backdrop: not a click on the backdrop
+    assert page.evaluate("() => document.querySelectorAll('.ss-plan-dialog').length") == 1
+    assert page.input_value(".ss-plan-dialog-text") == "* heun"
+    page.evaluate(f"() => ssTest.node({node_id}).ssOpenImportDialog()")  # a second dialog on top
+    page.keyboard.press("Escape")
+    assert page.evaluate("() => document.querySelectorAll('.ss-plan-dialog').length") == 1
+    page.keyboard.press("Escape")
+    page.wait_for_selector(".ss-plan-dialog", state="detached", timeout=WAIT_MS)
+    page.mouse.click(5, 5)  # a real click on the backdrop still closes (checked on a new dialog)
+    page.evaluate(f"() => ssTest.node({node_id}).ssOpenImportDialog()")
+    page.mouse.click(5, 5)
+    page.wait_for_selector(".ss-plan-dialog", state="detached", timeout=WAIT_MS)
+    assert not log.errors_mentioning(SCRIPT) and not [e for e in log.page_errors if SCRIPT in e]
+
+
+def test_unknown_stored_model_type_falls_back_and_linked_widgets_are_named(ui, comfy_server):
+    page, log = ui
+    node_id, _ = add_node(page, "SamplerSchedulerKSampler", 40, 640)
+    n = updates(page, node_id)
+    page.evaluate(f"() => {{ ssTest.node({node_id}).properties.ss_preview_model = 'sd99';"
+                  f" ssTest.setWidget({node_id}, 'steps', 9); }}")
+    data = wait_update(page, node_id, n)
+    assert data["error"] is None and data["request"]["model_type"] == "sd1" and len(data["methods"]) == 9
+    # steps converted to an input and linked to a primitive: the note says the preview shows the widget value
+    linked = page.evaluate(f"""() => {{
+        const ks = ssTest.node({node_id});
+        const prim = LiteGraph.createNode('PrimitiveNode'); prim.pos = [600, 40]; app.graph.add(prim);
+        let slot = ks.inputs.findIndex((i) => i.name === 'steps');
+        if (slot < 0 && ks.convertWidgetToInput) {{ ks.convertWidgetToInput(ks.widgets.find((w) => w.name === 'steps'));
+                                                     slot = ks.inputs.findIndex((i) => i.name === 'steps'); }}
+        if (slot < 0) return null;
+        prim.connect(0, ks, slot);
+        return ks.inputs[slot].link !== null && ks.inputs[slot].link !== undefined; }}""")
+    assert linked is True, "the KSampler's steps widget could not be turned into a linked input"
+    n = updates(page, node_id)
+    page.evaluate(f"() => ssTest.setWidget({node_id}, 'denoise', 0.9)")
+    wait_update(page, node_id, n)
+    note = page.evaluate(f"() => ssTest.root({node_id}).lastElementChild.textContent")
+    assert "steps connected" in note, note
+    assert not log.errors_mentioning(SCRIPT) and not [e for e in log.page_errors if SCRIPT in e]

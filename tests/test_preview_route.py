@@ -186,6 +186,40 @@ def test_plans_the_parser_or_the_schedule_rejects_are_reported_on_the_plan_field
     assert_bad(status, json.loads(data), field="plan", mentions=mentions)
 
 
+def test_a_plan_json_with_a_number_too_long_for_python_names_the_plan(comfy_server):
+    plan = '{"version": 1, "segments": [{"count": 1' + "0" * 5000 + ', "method": "euler"}]}'
+    status, body = comfy_server.post_json(PREVIEW, ksampler_request(plan=plan))
+    assert_bad(status, body, field="plan", mentions="too many digits")
+    assert "set_int_max_str_digits" not in body["error"]
+
+
+def test_ays_preview_with_a_small_denoise_cuts_its_own_schedule_without_the_ksampler_limit(comfy_server):
+    """AYS Sigmas cuts round(steps x denoise) steps from a steps-step table: no int(steps / denoise) schedule."""
+    status, body = comfy_server.post_json(PREVIEW, {"steps": 10000, "denoise": 0.5, "preset": "SD1",
+                                                    "model_type": "sd1"})
+    assert_good_preview(status, body, 5000)
+    status, body = comfy_server.post_json(PREVIEW, {"steps": 200, "denoise": 0.01, "preset": "SD1",
+                                                    "model_type": "sd1"})
+    assert_good_preview(status, body, 2)
+
+
+@pytest.mark.parametrize("name", ["gmm (v2)", "mine, 3 steps", "schön"])
+def test_a_preset_name_the_preset_files_allow_is_looked_up_not_refused(comfy_server, name):
+    status, body = comfy_server.post_json(PREVIEW, {"steps": 10, "preset": name, "model_type": "sd1"})
+    assert_bad(status, body, field="preset", mentions="unknown AYS preset")
+
+
+def test_a_body_that_its_content_encoding_does_not_decode_gets_400(comfy_server):
+    url = urlparse(comfy_server.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    conn.request("POST", PREVIEW, body=b"not gzip at all", headers={"Content-Type": "application/json",
+                                                                    "Content-Encoding": "gzip"})
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    conn.close()
+    assert_bad(resp.status, body, mentions="could not be read")
+
+
 def test_preview_follows_the_ksampler_past_the_model_table(comfy_server):
     # simple at steps / denoise > 1000 repeats sigmas: dropped, as the KSampler node drops them
     status, body = comfy_server.post_json(PREVIEW, ksampler_request(steps=30, denoise=0.02, scheduler="simple"))

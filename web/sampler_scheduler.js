@@ -105,9 +105,20 @@ async function loadOptions() {
 
 // ------------------------------------------------------------------------------------------ request
 
+function previewModelType(node) {
+  // a workflow saved by another version may name a model type this backend does not offer: fall back
+  const stored = node.properties?.[MODEL_PROPERTY];
+  return modelTypes.includes(stored) ? stored : modelTypes[0];
+}
+
+function finiteOr(value, fallback) {
+  const n = Number(value);
+  return Number.isFinite(n) ? n : fallback;
+}
+
 function previewRequest(node) {
   const kind = NODE_KINDS[node.comfyClass];
-  const modelType = node.properties?.[MODEL_PROPERTY] ?? modelTypes[0];
+  const modelType = previewModelType(node);
   if (kind === "ksampler") {
     const source = sigmasSource(node);
     if (source?.comfyClass === "SamplerSchedulerAYSSigmas") {
@@ -125,7 +136,7 @@ function previewRequest(node) {
   if (kind === "solver_mix") {
     return {
       plan: String(widgetValue(node, "plan", "")),
-      steps: Number(widgetValue(node, "preview_steps", node.properties?.[STEPS_PROPERTY] ?? DEFAULT_PREVIEW_STEPS)),
+      steps: finiteOr(widgetValue(node, "preview_steps", node.properties?.[STEPS_PROPERTY]), DEFAULT_PREVIEW_STEPS),
       denoise: 1.0,
       scheduler: SOLVER_MIX_SCHEDULER,
       model_type: modelType,
@@ -146,18 +157,28 @@ function sigmasSource(node) {
   return node.getInputNode?.(slot) ?? null;
 }
 
+const PREVIEWED_WIDGETS = ["plan", "steps", "denoise", "scheduler", "preset", "preview_steps"];
+
+function linkedWidgets(node) {
+  // widgets converted to inputs and connected: the run uses the linked values, the preview the widget's own
+  return PREVIEWED_WIDGETS.filter((name) => node.widgets?.some((w) => w.name === name) && isInputLinked(node, name));
+}
+
 function noteFor(node) {
   const kind = NODE_KINDS[node.comfyClass];
+  const linked = linkedWidgets(node);
+  const linkNote = linked.length ? `; ${linked.join(", ")} connected: shown with the widget value(s), the run uses `
+    + "the connected one(s)" : "";
   if (kind === "ksampler" && isInputLinked(node, "sigmas")) {
     if (sigmasSource(node)?.comfyClass === "SamplerSchedulerAYSSigmas") {
-      return "sigmas from the connected Align Your Steps node";
+      return "sigmas from the connected Align Your Steps node" + linkNote;
     }
-    return "SIGMAS input connected: the run uses those sigmas; shown: steps/scheduler/denoise";
+    return "SIGMAS input connected: the run uses those sigmas; shown: steps/scheduler/denoise" + linkNote;
   }
   if (kind === "solver_mix") {
-    return `preview with the ${SOLVER_MIX_SCHEDULER} scheduler; the run uses the SIGMAS it is given`;
+    return `preview with the ${SOLVER_MIX_SCHEDULER} scheduler; the run uses the SIGMAS it is given` + linkNote;
   }
-  return "";
+  return linkNote.replace(/^; /, "");
 }
 
 // ------------------------------------------------------------------------------------------ drawing
@@ -187,7 +208,7 @@ function drawPlot(canvas, preview) {
   ctx.font = "10px sans-serif";
   if (sigmas.length < 2) {
     ctx.fillStyle = "#aaa";
-    ctx.fillText(sigmas.length ? "no steps to run (denoise 0)" : "no schedule", 8, 16);
+    ctx.fillText(sigmas.length ? "no steps to run (denoise leaves none)" : "no schedule", 8, 16);
     return;
   }
   const n = sigmas.length - 1;
@@ -291,7 +312,8 @@ function openDialog({ title, text, readOnly, okLabel, onOk }) {
   status.className = "ss-plan-dialog-status";
   const buttons = el("div", "display:flex;gap:8px;justify-content:flex-end;");
   const onKey = (e) => {
-    if (e.key === "Escape") {
+    const open = document.querySelectorAll(".ss-plan-dialog");
+    if (e.key === "Escape" && open[open.length - 1] === overlay) { // the topmost dialog only
       e.stopPropagation();
       close();
     }
@@ -316,7 +338,10 @@ function openDialog({ title, text, readOnly, okLabel, onOk }) {
     });
     buttons.append(ok);
   }
-  overlay.addEventListener("click", (e) => { if (e.target === overlay) close(); });
+  // close on a click on the backdrop, not at the end of a text selection dragged out of the box
+  let pressedOnBackdrop = false;
+  overlay.addEventListener("mousedown", (e) => { pressedOnBackdrop = e.target === overlay; });
+  overlay.addEventListener("click", (e) => { if (e.target === overlay && pressedOnBackdrop) close(); });
   box.append(area, status, buttons);
   overlay.append(box);
   document.body.append(overlay);
@@ -470,8 +495,8 @@ function attachPreview(node) {
     timer: null,
     preview: { sigmas: [], methods: [], segments: [], nfe: null, error: null, updates: 0 },
     fillModelSelect() {
-      if (stepsInput) stepsInput.value = String(node.properties?.[STEPS_PROPERTY] ?? DEFAULT_PREVIEW_STEPS);
-      const current = node.properties?.[MODEL_PROPERTY] ?? modelTypes[0];
+      if (stepsInput) stepsInput.value = String(finiteOr(node.properties?.[STEPS_PROPERTY], DEFAULT_PREVIEW_STEPS));
+      const current = previewModelType(node);
       select.replaceChildren(...modelTypes.map((t) => {
         const o = document.createElement("option");
         o.value = t;
