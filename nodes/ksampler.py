@@ -111,6 +111,11 @@ class SamplerSchedulerKSampler(io.ComfyNode):
         parsed = parse_user_plan(plan)
         dropped = 0
         if sigmas is not None:
+            if isinstance(sigmas, torch.Tensor) and sigmas.ndim == 1 and (
+                    sigmas.numel() == 0 or (sigmas.numel() == 1 and float(sigmas[0]) == 0.0)):
+                # e.g. AYS Sigmas at denoise 0, or a denoise that leaves no step: nothing to do, as in ComfyUI
+                return io.NodeOutput(latent_image.copy(), ui={"text": ["0 steps, NFE 0 (the SIGMAS input has no "
+                                                                       "step: the latent is returned unchanged)"]})
             sig = check_sigmas(sigmas).float().cpu()
             used = "SIGMAS input"
         else:

@@ -158,7 +158,7 @@ def test_bad_plan_raises_a_clear_error(nodes_mod, toy, plan, match):
 
 @pytest.mark.parametrize(
     "sigmas, match",
-    [(torch.tensor([]), "empty"), (torch.tensor([3.0, float("nan"), 0.0]), "NaN"),
+    [(torch.tensor([2.0]), "single value"), (torch.tensor([3.0, float("nan"), 0.0]), "NaN"),
      (torch.tensor([1.0, 2.0, 0.0]), "decreasing")],
 )
 def test_bad_sigmas_raise_a_clear_error(nodes_mod, toy, sigmas, match):
@@ -417,3 +417,17 @@ def test_fixed_counts_after_dropped_repeats_name_the_dropped_sigmas(nodes_mod, t
     with pytest.raises(ValueError, match=r"repeats 39 sigma\(s\), which were dropped: 1 distinct step"):
         nodes_mod.ksampler.SamplerSchedulerKSampler.execute(toy["gmm-eps"], 1, 40, 1.0, "10 euler\n* dpmpp_2m",
                                                             "simple", cond, cond, latent(batch=1), 0.001)
+
+
+@pytest.mark.parametrize("sigmas", [torch.tensor([]), torch.tensor([0.0])])
+def test_sigmas_with_no_step_return_the_latent_unchanged_as_comfyui_does(nodes_mod, toy, sigmas):
+    """AYS Sigmas gives [] at denoise 0 and [0] when round(steps x denoise) is 0: no step to run (ComfyUI's own
+    samplers return the latent); the KSampler says so instead of failing, and calls no model."""
+    model = toy["gmm-eps"].clone()
+    calls = _count_calls(model)
+    lat = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))}
+    cond = comfy_helpers.empty_conditioning()
+    out = nodes_mod.ksampler.SamplerSchedulerKSampler.execute(model, 1, 8, 1.0, "* euler", "karras", cond, cond, lat,
+                                                              1.0, sigmas=sigmas)
+    assert torch.equal(out.result[0]["samples"], lat["samples"]) and calls["n"] == 0
+    assert "0 steps, NFE 0" in out.ui["text"][0]
