@@ -392,9 +392,10 @@ class SamplerSchedulerAYSOptimize(io.ComfyNode):
                 "node offers it after a refresh (R) of the node definitions. Outputs the sigmas."
             ),
             inputs=[
-                io.Model.Input("model"),
-                io.Conditioning.Input("positive"),
-                io.Conditioning.Input("negative"),
+                io.Model.Input("model", tooltip="The model to optimise the schedule for (its ModelSampling "
+                                                "patches included)"),
+                io.Conditioning.Input("positive", tooltip="Conditioning of the reference run that draws the data"),
+                io.Conditioning.Input("negative", tooltip="Negative conditioning (used when cfg is not 1)"),
                 io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
                                tooltip="Use the cfg you sample with: the schedule is optimised for that denoiser"),
                 io.Latent.Input("latent", tooltip="Gives the latent shape (e.g. an Empty Latent Image)"),
@@ -404,8 +405,9 @@ class SamplerSchedulerAYSOptimize(io.ComfyNode):
                              tooltip="Maximum model evaluations of the search (one sample at one sigma each; "
                                      "cfg != 1 doubles the real work). The reference run is extra: "
                                      "samples x reference_steps"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
-                             tooltip="Seed of the reference run and of the KLUB samples"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,
+                             tooltip="Seed of the reference run and of the KLUB samples (fixed: the frontend would "
+                                     "otherwise randomise a 'seed' after every queue and rerun the optimiser)"),
                 io.String.Input("preset_name", default="my-model",
                                 tooltip="Saved as <user dir>/sampler_scheduler/ays_schedules/<name>.json "
                                         "(letters, digits, space . _ -); an existing preset of that name is "

@@ -30,12 +30,16 @@ class SamplerSchedulerAYSSigmas(io.ComfyNode):
                 "sigma range (the console says which)."
             ),
             inputs=[
-                io.Model.Input("model"),
+                io.Model.Input("model", tooltip="The model whose sigma range, published table or saved "
+                                                "schedules are used"),
                 io.Combo.Input("preset", options=preset_options(), default="auto",
                                tooltip="auto picks by model type; published tables; schedules saved by the "
                                        "AYS optimiser"),
-                io.Int.Input("steps", default=10, min=1, max=10000),
-                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01),
+                io.Int.Input("steps", default=10, min=1, max=10000,
+                             tooltip="Number of steps: the table as published at its own step count, otherwise "
+                                     "resampled log-linearly"),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="< 1 keeps the last round(steps x denoise) steps, as ComfyUI's AYS node"),
             ],
             outputs=[io.Sigmas.Output()],
         )

@@ -37,7 +37,8 @@ PLAN_TOOLTIP = (
     "One segment per line: <count> <method> [key=value ...]. count = steps (10), a percentage (40%) or * "
     "(the rest). Example: '40% dpmpp_2m_sde eta=1' then '* dpmpp_2m' (SDE early, ODE late). A single method "
     "name means every step. '#' starts a comment. eta=0 turns an SDE method into its ODE. Methods: ComfyUI's "
-    "sampler names, usf (per-step order/pred/deriv/corrector), afs (analytical first step, first line only: "
+    "sampler names (euler, dpmpp_2m, uni_pc, lcm, ...; the README lists them), usf (per-step "
+    "order/pred/deriv/corrector), afs (analytical first step, first line only: "
     "one model call less from pure noise; below the top sigma, e.g. denoise < 1, it evaluates the model)."
 )
 
@@ -76,19 +77,20 @@ class SamplerSchedulerKSampler(io.ComfyNode):
                 "with one noise stream, shared multistep history and one progress bar across segments."
             ),
             inputs=[
-                io.Model.Input("model"),
+                io.Model.Input("model", tooltip="The diffusion model to sample with"),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Seed of the initial noise and of the SDE noise (one stream for the whole run)"),
                 io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Number of steps (not model calls: "
                                                                             "see the NFE shown after a run)"),
-                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Float.Input("cfg", default=7.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale (1: the positive conditioning only)"),
                 io.String.Input("plan", multiline=True, default=DEFAULT_PLAN, tooltip=PLAN_TOOLTIP),
                 io.Combo.Input("scheduler", options=scheduler_names(), default="karras",
                                tooltip="ComfyUI's schedulers, plus 'ays' (Align Your Steps: the published table "
                                        "for SD1/SDXL/SVD, a saved optimised one, or the documented fallback)"),
-                io.Conditioning.Input("positive"),
-                io.Conditioning.Input("negative"),
-                io.Latent.Input("latent_image"),
+                io.Conditioning.Input("positive", tooltip="What the image should show"),
+                io.Conditioning.Input("negative", tooltip="What it should not (used when cfg is not 1)"),
+                io.Latent.Input("latent_image", tooltip="The latent to denoise (empty latent: from pure noise)"),
                 io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
                                tooltip="As in KSampler: < 1 runs the last part of a longer schedule (img2img)"),
                 io.Sigmas.Input("sigmas", optional=True,
@@ -98,11 +100,12 @@ class SamplerSchedulerKSampler(io.ComfyNode):
         )
 
     @classmethod
-    def fingerprint_inputs(cls, **_: object) -> tuple:
+    def fingerprint_inputs(cls, **inputs: object) -> tuple:
         """With scheduler 'ays' the sigmas may come from a saved preset, which changes outside the graph: run again
-        when the preset folder changed (as AYS Sigmas does), not only when an input did. Whatever the scheduler:
-        ComfyUI passes only widget values here, none when the scheduler comes from a link."""
-        return presets_store.folder_signature()
+        when the preset folder changed (as AYS Sigmas does), not only when an input did. ComfyUI passes only widget
+        values here: a scheduler from a link is missing, and counts as possibly 'ays'."""
+        scheduler = inputs.get("scheduler")
+        return presets_store.folder_signature() if scheduler is None or scheduler == AYS_SCHEDULER else ()
 
     @classmethod
     def execute(cls, model, seed, steps, cfg, plan, scheduler, positive, negative, latent_image, denoise,

@@ -161,8 +161,9 @@ class SamplerSchedulerToyModel(io.ComfyNode):
                                        "one digit per 4x4 latent tile"),
                 io.Int.Input("width", default=64, min=32, max=2048, step=32,
                              tooltip="Width of the empty latent (pixels; the latent is width/8)"),
-                io.Int.Input("height", default=64, min=32, max=2048, step=32),
-                io.Int.Input("batch_size", default=4, min=1, max=256),
+                io.Int.Input("height", default=64, min=32, max=2048, step=32,
+                             tooltip="Image height in pixels (the latent is height / 8)"),
+                io.Int.Input("batch_size", default=4, min=1, max=256, tooltip="Images per batch"),
             ],
             outputs=[
                 io.Model.Output(display_name="MODEL"),
@@ -189,7 +190,7 @@ class SamplerSchedulerToyDecode(io.ComfyNode):
             category="sampling/custom_sampling/sampler_scheduler/built-in",
             description="Turns a latent of the built-in models into an image, so samples can be previewed and saved.",
             inputs=[
-                io.Latent.Input("samples"),
+                io.Latent.Input("samples", tooltip="Latents sampled with the built-in model"),
                 io.Combo.Input("model", options=list(TOY_KINDS), default="gmm-eps",
                                tooltip="Which built-in model made the latent"),
             ],

@@ -426,7 +426,7 @@ def test_ksampler_with_the_ays_scheduler_runs_again_after_a_preset_changes(nodes
     KSampler's sigmas depend on the saved presets, so its fingerprint follows the preset folder."""
     ks = nodes_mod.ksampler.SamplerSchedulerKSampler
     before = ks.fingerprint_inputs(scheduler="ays", steps=10)
-    assert ks.fingerprint_inputs(scheduler="karras") == ks.fingerprint_inputs(scheduler="karras")
+    assert ks.fingerprint_inputs(scheduler="karras", steps=10) == ()  # presets never read: cached as usual
     model = comfy_helpers.make_toy_model("gmm-eps")
     ms = model.get_model_object("model_sampling")
     table = torch.logspace(math.log10(float(ms.sigma_max)), math.log10(float(ms.sigma_min)), 11).tolist()
@@ -440,3 +440,22 @@ def test_ksampler_with_the_ays_scheduler_runs_again_after_a_preset_changes(nodes
     assert ks.fingerprint_inputs(scheduler="ays", steps=10) != after_save
     # ComfyUI passes only widget values: with the scheduler from a link the fingerprint still follows the folder
     assert ks.fingerprint_inputs(steps=10) == ks.fingerprint_inputs(scheduler="ays", steps=10)
+
+
+def test_every_node_input_has_a_tooltip_and_deterministic_nodes_keep_their_seed(nodes_mod):
+    """ComfyUI's frontend randomises an INT named 'seed' after every queue unless the schema says otherwise: the
+    Search and the AYS Optimiser (same seed, same result; minutes of work) say so, the KSampler asks for it."""
+    import asyncio
+
+    from sampler_scheduler_pack.nodes import SamplerSchedulerExtension
+
+    node_classes = asyncio.run(SamplerSchedulerExtension().get_node_list())
+    seeds = {}
+    for cls in node_classes:
+        schema = cls.define_schema()
+        for inp in schema.inputs:
+            assert getattr(inp, "tooltip", None), f"{schema.node_id}.{inp.id} has no tooltip"
+            if inp.id == "seed":
+                seeds[schema.node_id] = inp.as_dict().get("control_after_generate")
+    assert seeds == {"SamplerSchedulerKSampler": True, "SamplerSchedulerSearch": False,
+                     "SamplerSchedulerAYSOptimize": False}

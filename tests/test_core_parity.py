@@ -40,6 +40,7 @@ PARITY = {
     "res_multistep": ("res_multistep", {}),
     "res_multistep_ancestral": ("res_multistep", {"eta": 1.0}),
     "ddim": ("ddim", {}),
+    "lcm": ("lcm", {}),
 }
 FIRST = ("euler", "heun", "dpmpp_2m", "euler_ancestral")  # delivered first; also run with two step counts
 SEED = 1234

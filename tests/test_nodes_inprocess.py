@@ -9,7 +9,7 @@ import comfy_helpers
 
 ONE_METHOD = ["euler", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpmpp_2s_ancestral",
               "dpmpp_sde", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde", "deis", "ipndm", "uni_pc", "uni_pc_bh2",
-              "res_multistep", "ddim"]
+              "res_multistep", "ddim", "lcm"]
 
 
 @pytest.fixture(scope="session")
@@ -431,3 +431,16 @@ def test_sigmas_with_no_step_return_the_latent_unchanged_as_comfyui_does(nodes_m
                                                               1.0, sigmas=sigmas)
     assert torch.equal(out.result[0]["samples"], lat["samples"]) and calls["n"] == 0
     assert "0 steps, NFE 0" in out.ui["text"][0]
+
+
+def test_dpm_2_ancestral_at_eta_0_is_the_ode_on_flow_models_too(nodes_mod, toy):
+    """eta = 0 turns an ancestral method into its ODE: float32 leaves a renoise coefficient of ~2e-4 on shifted flow
+    schedules, which must not draw noise (the result would depend on the seed)."""
+    model = toy["gmm-flow"]
+    cond = comfy_helpers.empty_conditioning()
+    ks = nodes_mod.ksampler.SamplerSchedulerKSampler
+    anc = ks.execute(model, 1, 20, 1.0, "dpm_2_ancestral eta=0", "simple", cond, cond,
+                     {"samples": torch.zeros(1, 4, 8, 8)}, 1.0).result[0]["samples"]
+    ode = ks.execute(model, 1, 20, 1.0, "dpm_2", "simple", cond, cond, {"samples": torch.zeros(1, 4, 8, 8)},
+                     1.0).result[0]["samples"]
+    assert torch.allclose(anc, ode, atol=1e-6), (anc - ode).abs().max()

@@ -1,4 +1,5 @@
-"""First-order steps: Euler, DDIM, Euler ancestral (k-diffusion, Karras et al. 2022, arXiv 2206.00364)."""
+"""First-order steps: Euler, DDIM, Euler ancestral (k-diffusion, Karras et al. 2022, arXiv 2206.00364) and LCM
+(latent consistency models, Luo et al. 2023, arXiv 2310.04378)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import torch
 
 from ..registry import ETA, S_NOISE, StepMethod, register
-from ._base import StepContext
+from ._base import StepContext, lincomb
 from ._f32 import ancestral_step32, ancestral_step_flow32
 
 
@@ -65,3 +66,22 @@ class EulerAncestral(StepMethod):
         if up > 0:
             x.add_(ctx.noise(cls.noise_kind, s, s1), alpha=s_noise * up)
         return x
+
+
+@register
+class LCM(StepMethod):
+    name = "lcm"
+    description = ("latent consistency sampling (ComfyUI sample_lcm): x' = D noised to sigma' with fresh noise, "
+                   "x' = D + sigma' z (flow: (1 - sigma') D + sigma' z); for LCM / Lightning / Hyper models")
+    order = 1
+    stochastic = True
+    noise_kind = "gaussian"
+
+    @classmethod
+    def step(cls, ctx: StepContext, i: int, x: torch.Tensor, denoised: torch.Tensor, opts: dict[str, Any]):
+        s, s1 = ctx.sig[i], ctx.sig[i + 1]
+        if s1 == 0:
+            return denoised
+        z = ctx.noise(cls.noise_kind, s, s1)
+        keep = 1.0 - s1 if ctx.kind == "flow" else 1.0
+        return lincomb((keep, denoised), (s1, z))

@@ -112,7 +112,7 @@ class DPM2Ancestral(StepMethod):
                 return x
         else:
             x = _dpm2_to(ctx, x, denoised, s, down)
-        if up > 0:
+        if up > 0 and opts["eta"] > 0:  # eta 0: the ODE (float32 leaves a tiny renoise on flow models)
             z = ctx.noise(cls.noise_kind, s, s1)
             if scale != 1.0:
                 x.mul_(scale)
