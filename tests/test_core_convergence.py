@@ -179,6 +179,10 @@ def _flow_full_schedule(n: int, shape: str = "cosine") -> torch.Tensor:
     if shape == "cosine":
         u = torch.arange(n + 1, dtype=torch.float64) / n
         s = 0.5 * (1.0 + torch.cos(math.pi * u))
+    elif shape == "fixed_first":  # ComfyUI's shifted flow schedules: the first step 1 -> 0.969 whatever n is
+        s = torch.cat([torch.ones(1, dtype=torch.float64),
+                       torch.sigmoid(-torch.linspace(math.log(0.031 / 0.969), 4.0, n - 1, dtype=torch.float64)),
+                       torch.zeros(1, dtype=torch.float64)])
     else:
         big_l = 2.0 * math.log(n)
         s = torch.cat([torch.ones(1, dtype=torch.float64),
@@ -227,6 +231,18 @@ def test_measured_order_on_flow_from_sigma_1_to_0(plan, lo):
     errs = [_flow_full_error(plan, n, "lambda") for n in ns]
     slope = -np.polyfit(np.log(ns), np.log(errs), 1)[0]
     assert slope >= lo, f"{plan}: measured order {slope:.2f}, errors {errs}"
+
+
+def test_usf_converges_when_the_first_step_from_sigma_1_does_not_shrink():
+    """A step from flow sigma 1 (lambda = -inf) is first order; its UniC correction (D linear in sigma there)
+    makes it second order. With the first step fixed at 1 -> 0.969 (ComfyUI's shifted schedules) the error then
+    keeps falling as steps are added instead of stopping at that one step's error, as euler's does."""
+    ns = (16, 32, 64)
+    usf = [_flow_full_error("usf", n, "fixed_first") for n in ns]
+    euler = [_flow_full_error("euler", n, "fixed_first") for n in ns]
+    plain = [_flow_full_error("usf corrector=none", n, "fixed_first") for n in ns]
+    assert usf[2] < usf[0] / 8, usf
+    assert usf[2] < euler[2] / 20 and usf[2] < plain[2] / 4, (usf, euler, plain)
 
 
 # ---- lower_order_final (short runs)

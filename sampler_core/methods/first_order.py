@@ -74,8 +74,7 @@ class LCM(StepMethod):
     description = ("latent consistency sampling (ComfyUI sample_lcm): x' = D noised to sigma' with fresh noise, "
                    "x' = D + sigma' z (flow: (1 - sigma') D + sigma' z); for LCM / Lightning / Hyper models")
     order = 1
-    stochastic = True
-    noise_kind = "gaussian"
+    noise_kind = "gaussian"  # always draws (no eta / s_noise options, as ComfyUI's lcm: not ``stochastic``)
 
     @classmethod
     def step(cls, ctx: StepContext, i: int, x: torch.Tensor, denoised: torch.Tensor, opts: dict[str, Any]):

@@ -98,10 +98,21 @@ class USF(StepMethod):
         a_s, a_t = ctx.alpha(s), ctx.alpha(s1)
         noisy = eta > 0 and opts["s_noise"] > 0
         if not math.isfinite(lam_s):
-            # from pure noise (flow sigma = 1): the first-order step is exact in the limit h -> inf
+            # from pure noise (flow sigma = 1, lambda = -inf): the first-order step x' = s' x + (1 - s') D. The
+            # lambda-polynomial corrector has no finite form here; UniC's idea in sigma instead: with D linear in
+            # sigma over [s', 1], the exact solution of dx/dsigma = (x - D)/sigma from sigma = 1 is
+            # x' = s' x + (1 - s') D' + w (D - D'), w = s' (s' - 1 - ln s') / (1 - s') (second order; D' = D at
+            # the predicted x', the next step's model call)
             x_new = lincomb((0.0 if eta > 0 else s1 / s, x), (a_t, denoised))
             if noisy:
                 x_new.add_(ctx.noise(cls.noise_kind, s, s1), alpha=s1 * opts["s_noise"])
+            elif opts["corrector"] == "unic" and i + 1 < ctx.n and ctx.kind == "flow" and s == 1.0 and s1 < 1.0:
+                w = s1 * (s1 - 1.0 - math.log(s1)) / (1.0 - s1)
+
+                def correct_from_one(d_next: torch.Tensor) -> torch.Tensor:
+                    return lincomb((s1, x), (1.0 - s1 - w, d_next), (w, denoised))
+
+                ctx.pending = correct_from_one
             return x_new
         h = lam_t - lam_s
         usable = []
