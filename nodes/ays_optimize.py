@@ -405,9 +405,9 @@ class SamplerSchedulerAYSOptimize(io.ComfyNode):
                              tooltip="Maximum model evaluations of the search (one sample at one sigma each; "
                                      "cfg != 1 doubles the real work). The reference run is extra: "
                                      "samples x reference_steps"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,
-                             tooltip="Seed of the reference run and of the KLUB samples (fixed: the frontend would "
-                                     "otherwise randomise a 'seed' after every queue and rerun the optimiser)"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Seed of the reference run and of the KLUB samples (a new node starts with "
+                                     "'fixed' after generate: same seed, same result, cached)"),
                 io.String.Input("preset_name", default="my-model",
                                 tooltip="Saved as <user dir>/sampler_scheduler/ays_schedules/<name>.json "
                                         "(letters, digits, space . _ -); an existing preset of that name is "

@@ -233,9 +233,9 @@ class SamplerSchedulerSearch(io.ComfyNode):
                 io.Int.Input("nfe", default=6, min=1, max=100, tooltip="Model calls of the plan (met exactly)"),
                 io.Int.Input("evaluations", default=200, min=8, max=100000,
                              tooltip="Search budget: sampling runs evaluated for real (each costs 'nfe' calls)"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,
-                             tooltip="Seed of the search and of its noise samples (same seed, same result; fixed: the "
-                                     "frontend would otherwise randomise a 'seed' after every queue and search again)"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Seed of the search and of its noise samples (same seed, same result; a new node "
+                                     "starts with 'fixed' after generate, so a queue does not search again)"),
                 io.String.Input("preset_name", default="searched",
                                 tooltip="Saved as this name (empty: not saved)"),
                 io.Int.Input("batch", default=4, min=1, max=256, optional=True,

@@ -442,14 +442,9 @@ def test_ksampler_with_the_ays_scheduler_runs_again_after_a_preset_changes(nodes
     assert ks.fingerprint_inputs(steps=10) == ks.fingerprint_inputs(scheduler="ays", steps=10)
 
 
-def test_every_node_input_has_a_tooltip_and_deterministic_nodes_keep_their_seed(nodes_mod):
-    """ComfyUI's frontend randomises an INT named 'seed' after every queue unless the schema says otherwise: the
-    Search and the AYS Optimiser (same seed, same result; minutes of work) say so, the KSampler asks for it."""
-    import asyncio
-
-    from sampler_scheduler_pack.nodes import SamplerSchedulerExtension
-
-    node_classes = asyncio.run(SamplerSchedulerExtension().get_node_list())
+def test_every_node_input_has_a_tooltip_and_every_seed_its_control_widget(nodes_mod):
+    """Tooltips everywhere; every 'seed' has its 'control after generate' widget."""
+    node_classes = nodes_mod.node_list()
     seeds = {}
     for cls in node_classes:
         schema = cls.define_schema()
@@ -457,5 +452,7 @@ def test_every_node_input_has_a_tooltip_and_deterministic_nodes_keep_their_seed(
             assert getattr(inp, "tooltip", None), f"{schema.node_id}.{inp.id} has no tooltip"
             if inp.id == "seed":
                 seeds[schema.node_id] = inp.as_dict().get("control_after_generate")
-    assert seeds == {"SamplerSchedulerKSampler": True, "SamplerSchedulerSearch": False,
-                     "SamplerSchedulerAYSOptimize": False}
+    # every seed keeps its control widget, so saved workflows keep their widget layout (the frontend extension
+    # starts the Search's and the Optimiser's at 'fixed': test_browser)
+    assert seeds == {"SamplerSchedulerKSampler": True, "SamplerSchedulerSearch": True,
+                     "SamplerSchedulerAYSOptimize": True}

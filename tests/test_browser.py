@@ -471,3 +471,29 @@ def test_unknown_stored_model_type_falls_back_and_linked_widgets_are_named(ui, c
     note = page.evaluate(f"() => ssTest.root({node_id}).lastElementChild.textContent")
     assert "steps connected" in note, note
     assert not log.errors_mentioning(SCRIPT) and not [e for e in log.page_errors if SCRIPT in e]
+
+
+def test_new_search_and_optimiser_nodes_keep_their_seed_and_loaded_workflows_keep_the_saved_control(ui, comfy_server):
+    """ComfyUI's frontend starts every 'seed' control at 'randomize' (a new search after every queue): new Search
+    and AYS Optimiser nodes start at 'fixed', the KSampler keeps the frontend's default, and a loaded workflow
+    keeps the value it saved."""
+    page, log = ui
+    controls = page.evaluate("""() => Object.fromEntries(['SamplerSchedulerSearch', 'SamplerSchedulerAYSOptimize',
+            'SamplerSchedulerKSampler'].map((t) => {
+        const node = LiteGraph.createNode(t); app.graph.add(node);
+        const seed = node.widgets.find((w) => w.name === 'seed');
+        return [t, seed.linkedWidgets?.[0]?.value ?? null]; }))""")
+    assert controls == {"SamplerSchedulerSearch": "fixed", "SamplerSchedulerAYSOptimize": "fixed",
+                        "SamplerSchedulerKSampler": "randomize"}
+    wf = json.loads((REPO / "example_workflows" / "builtin_search_plan.json").read_text())
+    node = next(n for n in wf["nodes"] if n["type"] == "SamplerSchedulerSearch")
+    slot = next(i for i, v in enumerate(node["widgets_values"]) if v in ("fixed", "randomize", "increment"))
+    node["widgets_values"][slot] = "increment"
+    value = page.evaluate("""async (wf) => {
+        await app.loadGraphData(structuredClone(wf), true, false, null);
+        const n = app.graph._nodes.find((n) => n.type === 'SamplerSchedulerSearch');
+        const v = n.widgets.find((w) => w.name === 'seed').linkedWidgets[0].value;
+        app.graph.clear();
+        return v; }""", wf)
+    assert value == "increment"
+    assert not log.errors_mentioning(SCRIPT) and not [e for e in log.page_errors if SCRIPT in e]

@@ -619,6 +619,17 @@ function attachPreview(node) {
   }
 }
 
+// Search and AYS Optimiser: same seed, same result, minutes of work. The frontend gives every INT named "seed" a
+// "control after generate" widget that starts at "randomize" (a new search after every queue); a new node of these
+// starts at "fixed" instead. A loaded workflow sets the widget afterwards from its saved value (kept as saved).
+const FIXED_SEED_NODES = ["SamplerSchedulerSearch", "SamplerSchedulerAYSOptimize"];
+
+function fixSeedControl(node) {
+  const seed = node.widgets?.find((w) => w.name === "seed");
+  const control = seed?.linkedWidgets?.[0] ?? node.widgets?.find((w) => w.name === "control_after_generate");
+  if (control && control.value === "randomize") control.value = "fixed";
+}
+
 app.registerExtension({
   name: EXTENSION,
   async setup() {
@@ -626,6 +637,7 @@ app.registerExtension({
   },
   async nodeCreated(node) {
     if (NODE_KINDS[node.comfyClass] !== undefined) attachPreview(node);
+    if (FIXED_SEED_NODES.includes(node.comfyClass)) fixSeedControl(node);
   },
   getNodeMenuItems(node) {
     const kind = NODE_KINDS[node?.comfyClass];
