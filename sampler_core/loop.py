@@ -79,7 +79,12 @@ def _schedule(sig: list[float], steps: Steps, model_kind: str, compat: Compat) -
     sig = list(sig)
     if (model_kind == "flow" and len(sig) > 1 and sig[0] >= 1.0 and steps
             and METHODS[steps[0][0]].snr_first_offset):
-        sig[0] = compat.flow_first_sigma if compat.flow_first_sigma is not None else 1.0 - 1e-4
+        first = compat.flow_first_sigma if compat.flow_first_sigma is not None else 1.0 - 1e-4
+        if first <= sig[1]:
+            raise ValueError(f"{steps[0][0]} starts a flow model's first step from sigma 1 at {first:.6g}, as "
+                             f"ComfyUI's SDE samplers do, but the next sigma {sig[1]:.6g} is not below that: use a "
+                             "schedule whose second sigma is below it, or another first method")
+        sig[0] = first
     return Schedule(sig, model_kind, compat)
 
 

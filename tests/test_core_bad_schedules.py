@@ -75,3 +75,17 @@ def test_unipc_last_step_from_below_its_final_sigma_denoises_instead_of_nan(kind
     den = model_for(kind)(x, sig[:1].expand(x.shape[0]))
     assert torch.isfinite(out).all()
     assert math.isclose(float((out - den).abs().max()), 0.0, abs_tol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["dpmpp_sde", "dpmpp_2m_sde", "dpmpp_3m_sde"])
+def test_sde_first_step_offset_above_the_next_flow_sigma_is_a_clear_error(method):
+    """ComfyUI's SDE samplers start a flow model's first step from sigma 1 at 1 - 1e-4; a schedule whose second
+    sigma is above that would run upward (NaN, or a bare math domain error): refused before any model call."""
+    calls = []
+    x = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    sig = torch.tensor([1.0, 0.99999, 0.5, 0.0])
+    with pytest.raises(ValueError, match="next sigma 0.99999 is not below"):
+        sample_plan(lambda x, s, **_: calls.append(1) or 0.5 * x, x, sig, plan=method, model_kind="flow",
+                    extra_args={"seed": 1})
+    assert calls == []
+    assert plan_nfe([(method, {})] * 3, [1.0, 0.9, 0.5, 0.0], model_kind="flow") > 0  # a usual schedule runs
