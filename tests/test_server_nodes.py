@@ -135,6 +135,22 @@ def _ays(preset: str, denoise: float = 1.0) -> dict:
                   "inputs": {"model": ["1", 0], "preset": preset, "steps": 8, "denoise": denoise}}}
 
 
+def _single_sigma() -> dict:
+    """ComfyUI's SplitSigmas at step 0: its first output is the top sigma alone (nothing to step to)."""
+    return {"8": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "karras", "steps": 8,
+                                                             "denoise": 1.0}},
+            "9": {"class_type": "SplitSigmas", "inputs": {"sigmas": ["8", 0], "step": 0}}}
+
+
+def test_sigmas_with_no_step_return_the_latent_unchanged_on_the_server(comfy_server):
+    """AYS Sigmas at denoise 0 gives no sigmas: nothing to run (as ComfyUI's own samplers and our KSampler's own
+    denoise 0); the run succeeds and says so."""
+    entry = comfy_server.run(small("* euler", sigmas=_ays("SD1", denoise=0.0)))
+    assert execution_error(entry) is None, execution_error(entry)
+    texts = [t for out in entry["outputs"].values() for t in out.get("text", [])]
+    assert any("0 steps, NFE 0" in t for t in texts), entry["outputs"]
+
+
 def _flipped() -> dict:
     return {"8": {"class_type": "BasicScheduler", "inputs": {"model": ["1", 0], "scheduler": "karras", "steps": 8,
                                                              "denoise": 1.0}},
@@ -152,7 +168,7 @@ ERROR_CASES = {
     "unknown_method": (small("40% dpmpp_2m\n* dpmpp_9000"), "dpmpp_9000"),
     "impossible_split": (small("6 euler\n6 dpmpp_2m"), "12"),
     "bad_option_value": (small("* dpmpp_2m_sde eta=lots"), "eta"),
-    "empty_sigmas": (small("* euler", sigmas=_ays("SD1", denoise=0.0)), "empty"),
+    "single_nonzero_sigma": (small("* euler", sigmas=_single_sigma()), "single value"),
     "increasing_sigmas": (small("* euler", sigmas=_flipped()), "decreasing"),
     "non_finite_sigmas": (small("* euler", sigmas=_nan_first()), "NaN"),
     "preset_does_not_fit": (small("* euler", sigmas=_ays("SVD")), "another kind of model"),
