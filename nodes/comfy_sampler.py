@@ -29,7 +29,11 @@ def model_settings(model) -> dict:
     On flow models ComfyUI's SDE samplers start a first step from sigma >= 1 at
     ``model_sampling.percent_to_sigma(1e-4)`` instead (offset_first_sigma_for_snr); we pass that sigma.
     """
-    ms = model.inner_model.model_patcher.get_model_object("model_sampling")
+    return sampling_settings(model.inner_model.model_patcher.get_model_object("model_sampling"))
+
+
+def sampling_settings(ms) -> dict:
+    """:func:`model_settings` of a model's ``model_sampling`` object."""
     if isinstance(ms, comfy.model_sampling.CONST):
         return {"model_kind": "flow", "flow_first_sigma": float(ms.percent_to_sigma(1e-4))}
     return {"model_kind": "eps"}

@@ -14,7 +14,7 @@ from comfy_api.latest import io
 from ..sampler_core.loop import plan_nfe
 from ..sampler_core.plan import PlanError, resolve_plan
 from . import presets_store
-from .comfy_sampler import plan_sampler
+from .comfy_sampler import plan_sampler, sampling_settings
 from .schedule_logic import (
     AYS_SCHEDULER,
     DEFAULT_PLAN,
@@ -24,7 +24,6 @@ from .schedule_logic import (
     check_sigmas,
     drop_repeated_sigmas,
     final_method,
-    is_flow,
     ksampler_sigmas,
     model_family_table,
     parse_user_plan,
@@ -50,9 +49,7 @@ def run_plan(model, seed: int, cfg: float, plan_text: str, sigmas: torch.Tensor,
                             float(model.get_model_object("model_sampling").sigma_max))
     n = len(sigmas) - 1
     per_step = resolve_plan(plan, n)
-    ms = model.get_model_object("model_sampling")
-    flow = {"model_kind": "flow", "flow_first_sigma": float(ms.percent_to_sigma(1e-4))} if is_flow(ms) else {}
-    nfe = plan_nfe(per_step, sigmas, **flow)
+    nfe = plan_nfe(per_step, sigmas, **sampling_settings(model.get_model_object("model_sampling")))
     latent = comfy.sample.fix_empty_latent_channels(model, latent_image["samples"])
     noise = comfy.sample.prepare_noise(latent, seed, latent_image.get("batch_index"))
     callback = latent_preview.prepare_callback(model, n)
