@@ -128,6 +128,8 @@ class PlanPresetError(PresetError):
     """A saved plan file that cannot be used; the message names the file (its name only: the list goes to any
     HTTP client of the server) and the problem."""
 
+    __module__ = "sampler_scheduler"  # ComfyUI shows module.Class in its error dialog: not the install path
+
     label = "saved plan"
 
     def __init__(self, source: str | os.PathLike, problem: str) -> None:

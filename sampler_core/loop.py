@@ -30,6 +30,8 @@ class PlanStepError(ValueError):
     """A plan that cannot run on this schedule (e.g. ``afs`` with nothing after it): a problem of the plan, not
     of the sigmas, so callers that report which input is wrong name the plan."""
 
+    __module__ = "sampler_scheduler"  # ComfyUI shows module.Class in its error dialog: not the install path
+
     about_plan = True
 
 

@@ -57,6 +57,8 @@ class PlanError(ValueError):
     applicable. The message already contains all of them, ready to show to a user.
     """
 
+    __module__ = "sampler_scheduler"  # ComfyUI shows module.Class in its error dialog: not the install path
+
     def __init__(self, message: str, *, line: int | None = None, token: str | None = None,
                  segment: int | None = None) -> None:
         if line is not None:

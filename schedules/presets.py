@@ -48,6 +48,8 @@ _OPTIONAL = ("conditioning", "klub_history")
 class PresetError(ValueError):
     """A preset file (or preset data) that cannot be used; the message names the file and the problem."""
 
+    __module__ = "sampler_scheduler"  # ComfyUI shows module.Class in its error dialog: not the install path
+
     label = "AYS preset"  # what the file is, for the message
 
     def __init__(self, source: str | os.PathLike, problem: str) -> None:
