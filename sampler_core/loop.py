@@ -36,7 +36,10 @@ class PlanStepError(ValueError):
 
 
 def normalize_steps(steps: Sequence[tuple[str, dict[str, Any] | None]]) -> Steps:
-    """Fill in defaults and check names and option keys of an already resolved per-step list."""
+    """Fill in defaults and check names, option keys and option values (types, ranges, choices: the plan text's
+    rules) of an already resolved per-step list."""
+    from .plan import _convert_value
+
     out: Steps = []
     cache: dict[tuple, tuple[str, dict[str, Any]]] = {}
     for i, item in enumerate(steps):
@@ -51,7 +54,8 @@ def normalize_steps(steps: Sequence[tuple[str, dict[str, Any] | None]]) -> Steps
             if unknown:
                 valid = ", ".join(sorted(cls.option_map())) or "(none)"
                 raise ValueError(f"step {i}: {name} has no option {', '.join(unknown)}; valid: {valid}")
-            full = {**cls.defaults(), **opts}
+            specs = cls.option_map()
+            full = {**cls.defaults(), **{k: _convert_value(name, specs[k], v) for k, v in opts.items()}}
             cls.check(full)
             hit = cache[key] = (name, full)
         out.append(hit)

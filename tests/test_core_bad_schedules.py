@@ -89,3 +89,15 @@ def test_sde_first_step_offset_above_the_next_flow_sigma_is_a_clear_error(method
                     extra_args={"seed": 1})
     assert calls == []
     assert plan_nfe([(method, {})] * 3, [1.0, 0.9, 0.5, 0.0], model_kind="flow") > 0  # a usual schedule runs
+
+
+@pytest.mark.parametrize("opts, problem", [({"deriv": "Full"}, "deriv"), ({"corrector": "UniC"}, "corrector"),
+                                           ({"pred": "Noise", "eta": 1.0}, "pred"), ({"order": 7}, "order"),
+                                           ({"eta": -1.0}, "eta"), ({"order": 2.5}, "order")])
+def test_per_step_list_plans_check_option_values_as_plan_text_does(opts, problem):
+    """The Python API's per-step list form: a value the plan text would refuse is refused (before, 'Full' silently
+    ran 'low', order 7 ran order 3, eta -1 divided by zero)."""
+    x = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=f"bad value .* for option '{problem}'"):
+        sample_plan(lambda x, s, **_: 0.5 * x, x, torch.tensor([14.6, 3.0, 1.0, 0.3, 0.0]),
+                    plan=[("usf", opts)] * 4, model_kind="eps")
