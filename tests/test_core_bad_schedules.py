@@ -101,3 +101,12 @@ def test_per_step_list_plans_check_option_values_as_plan_text_does(opts, problem
     with pytest.raises(ValueError, match=f"bad value .* for option '{problem}'"):
         sample_plan(lambda x, s, **_: 0.5 * x, x, torch.tensor([14.6, 3.0, 1.0, 0.3, 0.0]),
                     plan=[("usf", opts)] * 4, model_kind="eps")
+
+
+def test_a_step_below_the_brownian_trees_resolution_is_a_clear_error():
+    """usf eta=1 draws Brownian-tree noise; a step of 1e-7 in sigma lies below the tree's float32 resolution
+    (torchsde recursed until RecursionError): a clear error naming the step."""
+    x = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="below the noise tree's resolution"):
+        sample_plan(lambda x, s, **_: 0.5 * x, x, torch.tensor([1.0, 1.0 - 1e-7, 0.5, 0.0]), {"seed": 1},
+                    plan="usf eta=1", model_kind="flow")
