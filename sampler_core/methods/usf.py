@@ -106,7 +106,8 @@ class USF(StepMethod):
             x_new = lincomb((0.0 if eta > 0 else s1 / s, x), (a_t, denoised))
             if noisy:
                 x_new.add_(ctx.noise(cls.noise_kind, s, s1), alpha=s1 * opts["s_noise"])
-            elif opts["corrector"] == "unic" and i + 1 < ctx.n and ctx.kind == "flow" and s == 1.0 and s1 < 1.0:
+            elif (eta == 0 and opts["corrector"] == "unic" and i + 1 < ctx.n and ctx.kind == "flow" and s == 1.0
+                  and s1 < 1.0):  # the ODE step (eta > 0 drops x: another update, left first order)
                 w = s1 * (s1 - 1.0 - math.log(s1)) / (1.0 - s1)
 
                 def correct_from_one(d_next: torch.Tensor) -> torch.Tensor:
