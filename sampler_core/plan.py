@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import json
 import math
+import numbers
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -262,9 +263,9 @@ def _convert_value(method: str, spec: OptionSpec, raw: Any) -> Any:
                 value: Any = int(raw) if kind is int else float(raw)
             except ValueError as exc:  # e.g. an int literal longer than Python's digit limit
                 raise bad from exc
-        elif kind is int and isinstance(raw, int):
-            value = raw
-        elif kind is float and isinstance(raw, (int, float)):
+        elif kind is int and isinstance(raw, numbers.Integral):  # numpy integers too (the Python API's list plans)
+            value = int(raw)
+        elif kind is float and isinstance(raw, numbers.Real):
             value = float(raw)
         else:
             raise bad

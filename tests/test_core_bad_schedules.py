@@ -110,3 +110,14 @@ def test_a_step_below_the_brownian_trees_resolution_is_a_clear_error():
     with pytest.raises(ValueError, match="below the noise tree's resolution"):
         sample_plan(lambda x, s, **_: 0.5 * x, x, torch.tensor([1.0, 1.0 - 1e-7, 0.5, 0.0]), {"seed": 1},
                     plan="usf eta=1", model_kind="flow")
+
+
+def test_per_step_list_plans_take_numpy_numbers():
+    import numpy as np
+
+    x = torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    sig = torch.tensor([14.6, 3.0, 1.0, 0.3, 0.0])
+    model = lambda x, s, **_: 0.5 * x  # noqa: E731
+    a = sample_plan(model, x.clone(), sig, plan=[("usf", {"order": np.int64(2), "eta": np.float32(0.0)})] * 4)
+    b = sample_plan(model, x.clone(), sig, plan=[("usf", {"order": 2, "eta": 0.0})] * 4)
+    assert torch.equal(a, b)
