@@ -138,9 +138,7 @@ def fits_model(preset: AYSPreset, identity: dict, model) -> bool:
         return True
     if "builtin" not in identity or preset.model.get("builtin") != identity["builtin"] or "sigma_max" in preset.model:
         return False
-    if "sampling_patch" in identity:
-        return False
-    ms = model.get_model_object("model_sampling")
+    ms = model.get_model_object("model_sampling")  # (a patched model returned above: its sampling_patch differs)
     shift = preset.model.get("shift")
     if isinstance(shift, (int, float)) and abs(float(getattr(ms, "shift", math.nan)) - shift) > 1e-6 * abs(shift):
         return False

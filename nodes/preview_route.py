@@ -103,8 +103,6 @@ async def read_json_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> A
         await asyncio.wait_for(read_all(), READ_TIMEOUT_S)
     except asyncio.TimeoutError:
         raise BadRequest(f"request body not received within {READ_TIMEOUT_S:g} s", status=408) from None
-    except web.HTTPException:
-        raise
     except (RequestPayloadError, HttpProcessingError) as exc:  # e.g. a body its Content-Encoding does not decode
         raise BadRequest(f"request body could not be read: {exc}") from None
     try:
@@ -139,8 +137,9 @@ def _preset_name(obj: dict[str, Any]) -> str | None:
         return None
     if not isinstance(value, str):
         raise BadRequest(f"'preset' must be a string, got {type(value).__name__}", field="preset")
-    if (not value.strip() or len(value) > MAX_NAME_CHARS or any(not ch.isprintable() for ch in value)
-            or "/" in value or "\\" in value):
+    from ..schedules.presets import name_problem
+
+    if name_problem(value):
         shown = value if len(value) <= 40 else value[:37] + "..."
         raise BadRequest(f"'preset' {shown!r} is not a valid preset name", field="preset", token=shown)
     return value

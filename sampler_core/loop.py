@@ -38,7 +38,7 @@ class PlanStepError(ValueError):
 def normalize_steps(steps: Sequence[tuple[str, dict[str, Any] | None]]) -> Steps:
     """Fill in defaults and check names, option keys and option values (types, ranges, choices: the plan text's
     rules) of an already resolved per-step list."""
-    from .plan import _convert_value
+    from .plan import convert_option_value
 
     out: Steps = []
     cache: dict[tuple, tuple[str, dict[str, Any]]] = {}
@@ -55,7 +55,7 @@ def normalize_steps(steps: Sequence[tuple[str, dict[str, Any] | None]]) -> Steps
                 valid = ", ".join(sorted(cls.option_map())) or "(none)"
                 raise ValueError(f"step {i}: {name} has no option {', '.join(unknown)}; valid: {valid}")
             specs = cls.option_map()
-            full = {**cls.defaults(), **{k: _convert_value(name, specs[k], v) for k, v in opts.items()}}
+            full = {**cls.defaults(), **{k: convert_option_value(name, specs[k], v) for k, v in opts.items()}}
             cls.check(full)
             hit = cache[key] = (name, full)
         out.append(hit)

@@ -62,21 +62,24 @@ class BrownianNoise:
         lo, hi, sign = (sigma_next, sigma, -1.0) if sigma_next < sigma else (sigma, sigma_next, 1.0)
         t_lo = torch.tensor(float(lo), dtype=torch.float32)
         t_hi = torch.tensor(float(hi), dtype=torch.float32)
-        too_small = ValueError(
-            f"the Brownian noise of the step from sigma {sigma:.8g} to {sigma_next:.8g} cannot be drawn: the step is "
-            "below the noise tree's resolution (float32); use a schedule without so small a step for the SDE "
-            "methods that use it (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde, usf eta > 0)")
         if not float(t_hi) > float(t_lo):
-            raise too_small
+            raise _too_small(sigma, sigma_next)
         with warnings.catch_warnings():
             # torchsde rounds the tree's ends to its tolerance and warns when a float32 end lies just outside
             warnings.simplefilter("ignore", UserWarning)
             try:
                 w = self.tree(t_lo, t_hi)
             except RecursionError:  # torchsde's interval search on an interval below its tolerance
-                raise too_small from None
+                raise _too_small(sigma, sigma_next) from None
         scale = sign / math.sqrt(abs(float(t_hi) - float(t_lo)))
         return (w * scale).to(self.device, non_blocking=True)
+
+
+def _too_small(sigma: float, sigma_next: float) -> ValueError:
+    return ValueError(
+        f"the Brownian noise of the step from sigma {sigma:.8g} to {sigma_next:.8g} cannot be drawn: the step is "
+        "below the noise tree's resolution (float32); use a schedule without so small a step for the SDE "
+        "methods that use it (dpmpp_sde, dpmpp_2m_sde, dpmpp_3m_sde, usf eta > 0)")
 
 
 def sigma_range(sigmas: torch.Tensor) -> tuple[float, float]:

@@ -242,7 +242,7 @@ def _expected(spec: OptionSpec) -> str:
     return "a word (letters, digits, _ . : + / -)"
 
 
-def _convert_value(method: str, spec: OptionSpec, raw: Any) -> Any:
+def convert_option_value(method: str, spec: OptionSpec, raw: Any) -> Any:
     """Typed value of option ``spec``: text is read by kind, JSON values must already have the kind."""
     bad = PlanError(f"bad value {_shorten(repr(raw))} for option {spec.name!r} of {method!r}: "
                     f"expected {_expected(spec)}", token=_shorten(f"{spec.name}={_format_value(raw)}"))
@@ -302,7 +302,7 @@ def _check_segment(seg: Segment) -> Segment:
             valid = ", ".join(f"{o.name} ({_expected(o)})" for o in cls.options) or "none"
             raise PlanError(f"unknown option {_shorten(str(key))!r} for method {seg.method!r}"
                             f"{_suggest(str(key), specs)}; its options: {valid}", token=_shorten(str(key)))
-        typed[key] = _convert_value(seg.method, spec, raw)
+        typed[key] = convert_option_value(seg.method, spec, raw)
     try:  # option combinations the method rejects (e.g. usf eta > 0 with pred=noise): now, not at run time
         cls.check({**cls.defaults(), **typed})
     except ValueError as exc:

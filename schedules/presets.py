@@ -127,6 +127,19 @@ def _steps_key(key: Any, where: str, source: str) -> int:
     return int(key)
 
 
+MAX_NAME_CHARS = 100
+
+
+def name_problem(name: Any) -> str | None:
+    """What is wrong with a preset name (None: nothing): a non-empty string of at most :data:`MAX_NAME_CHARS`
+    printable characters without path separators."""
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS:
+        return f"name must be a non-empty string of at most {MAX_NAME_CHARS} characters"
+    if any(not ch.isprintable() for ch in name) or "/" in name or "\\" in name:
+        return f"name {name!r} contains control characters or path separators"
+    return None
+
+
 def validate_preset_dict(data: Any, source: str = "<data>") -> None:
     """Raise :class:`PresetError` unless ``data`` is a valid preset (see the module docstring)."""
     if not isinstance(data, dict):
@@ -145,11 +158,9 @@ def validate_preset_dict(data: Any, source: str = "<data>") -> None:
     if version > PRESET_VERSION:
         raise PresetError(source, f"version {version} is newer than this pack reads ({PRESET_VERSION}); "
                                   "update the pack")
-    name = data["name"]
-    if not isinstance(name, str) or not name.strip() or len(name) > 100:
-        raise PresetError(source, "name must be a non-empty string of at most 100 characters")
-    if any(not ch.isprintable() for ch in name) or "/" in name or "\\" in name:
-        raise PresetError(source, f"name {name!r} contains control characters or path separators")
+    problem = name_problem(data["name"])
+    if problem:
+        raise PresetError(source, problem)
     for key in ("model", "conditioning"):
         if key in data and not isinstance(data[key], dict):
             raise PresetError(source, f"{key} must be a JSON object, got {type(data[key]).__name__}")

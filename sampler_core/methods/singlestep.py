@@ -147,9 +147,7 @@ class DPMpp2SAncestral(StepMethod):
             if s1 == 0:
                 return euler_to(x, denoised, s, down)
             if down == 0:  # the boundary eta: denoise fully, then renoise to s1
-                x = denoised.clone()
-                z = ctx.noise(cls.noise_kind, s, s1)
-                return x.mul_(scale).add_(z, alpha=s_noise * renoise)
+                return lincomb((scale, denoised), (s_noise * renoise, ctx.noise(cls.noise_kind, s, s1)))
             if s == 1.0:
                 s_mid = 0.9999  # ComfyUI's special case: lambda(1) = -inf
             else:
